@@ -1,0 +1,51 @@
+/** Profile names and every name derived from them: namespace, interface, folders. */
+import { createHash } from "node:crypto";
+import { UsageError } from "./errors.js";
+
+/** Longest accepted profile name. The namespace name and folders stay far below file name limits. */
+export const MAX_PROFILE_NAME = 32;
+/** Longest interface name the kernel accepts (IFNAMSIZ is 16 bytes including the terminating NUL). */
+export const MAX_INTERFACE_NAME = 15;
+
+/** Pattern of a valid profile name, also used by the stored-profile schema. */
+export const PROFILE_NAME_PATTERN = "^[a-z0-9][a-z0-9_-]*$";
+const PROFILE_NAME = new RegExp(PROFILE_NAME_PATTERN);
+const NAMESPACE_PREFIX = "vpnns-";
+const INTERFACE_PREFIX = "vns-";
+
+/** Throw a UsageError unless the name is a valid profile name. */
+export function validateProfileName(name: string): void {
+  if (name.length === 0) throw new UsageError("invalid profile name: the name is empty");
+  const shown = JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name);
+  if (name.length > MAX_PROFILE_NAME) {
+    throw new UsageError(
+      `invalid profile name ${shown}: ${name.length} characters, at most ${MAX_PROFILE_NAME} are allowed; choose a shorter one with --name`,
+    );
+  }
+  if (!PROFILE_NAME.test(name)) {
+    throw new UsageError(
+      `invalid profile name ${shown}: use lowercase letters, digits, '-' and '_', starting with a letter or digit; choose another with --name`,
+    );
+  }
+}
+
+export function namespaceName(profile: string): string {
+  return `${NAMESPACE_PREFIX}${profile}`;
+}
+
+/** The profile a vpnns namespace belongs to, or undefined for other namespaces. */
+export function profileOfNamespace(namespace: string): string | undefined {
+  return namespace.startsWith(NAMESPACE_PREFIX) ? namespace.slice(NAMESPACE_PREFIX.length) : undefined;
+}
+
+/**
+ * Derive the WireGuard interface name: "vns-<profile>" when it fits in 15 characters, otherwise
+ * the first 6 characters of the profile, "-" and 4 hex digits of its SHA-256, so long names stay
+ * distinct. Two long names can still share a short name (1 in 65536); `up` then fails on the clash.
+ */
+export function interfaceName(profile: string): string {
+  const plain = `${INTERFACE_PREFIX}${profile}`;
+  if (plain.length <= MAX_INTERFACE_NAME) return plain;
+  const digest = createHash("sha256").update(profile).digest("hex").slice(0, 4);
+  return `${INTERFACE_PREFIX}${profile.slice(0, 6)}-${digest}`;
+}

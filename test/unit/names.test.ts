@@ -1,0 +1,34 @@
+import { describe, expect, it } from "vitest";
+import { interfaceName, namespaceName, validateProfileName, MAX_INTERFACE_NAME } from "../../src/core/names.js";
+
+describe("profile names", () => {
+  it.each(["home", "se-got-1", "a", "x_y", "0abc"])("accepts %s", (name) => {
+    expect(() => validateProfileName(name)).not.toThrow();
+  });
+
+  it.each([
+    ["", "invalid profile name: the name is empty"],
+    ["../etc", 'invalid profile name "../etc": use lowercase letters, digits, \'-\' and \'_\', starting with a letter or digit; choose another with --name'],
+    ["-rf", 'invalid profile name "-rf": use lowercase letters, digits, \'-\' and \'_\', starting with a letter or digit; choose another with --name'],
+    ["has space", 'invalid profile name "has space": use lowercase letters, digits, \'-\' and \'_\', starting with a letter or digit; choose another with --name'],
+    ["a".repeat(33), `invalid profile name "${"a".repeat(33)}": 33 characters, at most 32 are allowed; choose a shorter one with --name`],
+  ])("rejects %j", (name, message) => {
+    expect(() => validateProfileName(name)).toThrow(message);
+  });
+
+  it("derives namespace names", () => {
+    expect(namespaceName("home")).toBe("vpnns-home");
+  });
+
+  it("keeps short interface names plain", () => {
+    expect(interfaceName("abcdefghijk")).toBe("vns-abcdefghijk");
+  });
+
+  it("shortens long interface names distinctly", () => {
+    const first = interfaceName("mullvad-se-got-001");
+    const second = interfaceName("mullvad-se-got-002");
+    expect(first).toMatch(/^vns-mullva-[0-9a-f]{4}$/);
+    expect(first.length).toBeLessThanOrEqual(MAX_INTERFACE_NAME);
+    expect(second).not.toBe(first);
+  });
+});
