@@ -1,0 +1,44 @@
+/** Waiting for the first WireGuard handshake, which proves that the endpoint answers. */
+import type { Profile } from "../profile/types.js";
+import { VpnnsError } from "./errors.js";
+import { setPersistentKeepalive, showInterface } from "../tools/wg.js";
+import { sleep } from "../resources/namespace.js";
+
+/** Keepalive interval set for a moment on peers without one, because setting it sends a packet at once. */
+const PROVOKING_KEEPALIVE_SECONDS = 25;
+
+/**
+ * Wait until at least one peer with an endpoint has completed a handshake. Peers without a
+ * keepalive get one until then, since wg sends a keepalive (and so starts a handshake) as soon
+ * as the interval is set; afterwards the profile's own setting is restored.
+ */
+export async function waitForHandshake(options: { profile: Profile; namespace: string; interfaceName: string; timeoutMs: number }): Promise<void> {
+  const { profile, namespace, interfaceName, timeoutMs } = options;
+  const peers = profile.peers.filter((peer) => peer.endpoint !== undefined);
+  if (peers.length === 0) return;
+  const provoked = peers.filter((peer) => peer.persistentKeepalive === undefined);
+  for (const peer of provoked) {
+    await setPersistentKeepalive({ namespace, interfaceName, publicKey: peer.publicKey, seconds: PROVOKING_KEEPALIVE_SECONDS });
+  }
+
+  const deadline = Date.now() + timeoutMs;
+  let delay = 10;
+  for (;;) {
+    const status = await showInterface(namespace, interfaceName);
+    if (status?.peers.some((peer) => peer.latestHandshake > 0)) break;
+    if (Date.now() >= deadline) {
+      const endpoints = peers.map((peer) => `${peer.endpoint} (peer ${peer.publicKey})`).join(", ");
+      throw new VpnnsError(
+        `no WireGuard handshake with ${endpoints} within ${timeoutMs / 1000} s: check that this machine reaches the endpoint over UDP, ` +
+          `that the profile's keys are current at the provider, and that no firewall on the way drops the port; ` +
+          `--handshake-timeout sets a longer wait and --no-wait skips it`,
+      );
+    }
+    await sleep(Math.min(delay, Math.max(1, deadline - Date.now())));
+    delay = Math.min(delay * 2, 100);
+  }
+
+  for (const peer of provoked) {
+    await setPersistentKeepalive({ namespace, interfaceName, publicKey: peer.publicKey, seconds: 0 });
+  }
+}

@@ -1,0 +1,258 @@
+/**
+ * Bring profiles up and down. `up` runs the planned steps as a transaction: each step registers its
+ * undo before it runs, and a failure or a signal unwinds everything made so far. `down` removes what
+ * a profile owns by name, so it also cleans what a crashed run left behind.
+ */
+import { rm, writeFile } from "node:fs/promises";
+import type { Profile } from "../profile/types.js";
+import { interfaceName, namespaceName } from "./names.js";
+import { netnsEtcDir } from "./paths.js";
+import { VpnnsError } from "./errors.js";
+import { info, logCommand, warn } from "./log.js";
+import { readSettings } from "./settings.js";
+import { lockProfile, removeLockFile } from "./lock.js";
+import { readState, removeState, writeState, isProcessAlive, type ProfileState } from "./state.js";
+import { hasIpv6, planUp, type PlannedStep } from "./plan.js";
+import { waitForHandshake } from "./handshake.js";
+import { run, formatCommand } from "../tools/exec.js";
+import { deleteLink, showLink } from "../tools/ip.js";
+import { createNamespaceUndo, namespaceExists, endProcessesInside } from "../resources/namespace.js";
+import { chooseFirewallBackend, hasKillSwitch } from "../resources/firewall.js";
+import { createLink, findUserspaceDaemons, stopUserspaceDaemons, type PlannedCommand } from "../resources/wireguard-link.js";
+import { removeDnsFiles, writeDnsFiles } from "../resources/dns.js";
+
+export interface UpOptions {
+  /** Milliseconds to wait for the first handshake; 0 skips the wait. */
+  handshakeTimeoutMs: number;
+}
+
+export interface UpResult {
+  /** False when the profile was already up and healthy, so nothing changed. */
+  changed: boolean;
+  state: ProfileState;
+}
+
+/** Grace period between SIGTERM and SIGKILL for processes inside a namespace that goes down. */
+export const DOWN_GRACE_MS = 5000;
+
+/** Bring a profile up, or leave it as it is when it is already up and healthy. */
+export async function up(profile: Profile, options: UpOptions): Promise<UpResult> {
+  const lock = await lockProfile(profile.name);
+  try {
+    return await upLocked(profile, options);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** `up` for a caller that already holds the profile's lock. */
+export async function upLocked(profile: Profile, options: UpOptions): Promise<UpResult> {
+  const existing = await readState(profile.name);
+  const problems = await checkHealth(existing);
+  if (existing && problems.length === 0) return { changed: false, state: existing };
+  if (existing || (await hasLeftovers(profile.name))) {
+    const reason = problems.length > 0 ? problems.join("; ") : "leftovers of an earlier run";
+    info(`profile ${profile.name} is half-made (${reason}); removing it before rebuilding`);
+    await teardown(profile.name, { graceMs: DOWN_GRACE_MS });
+  }
+  return { changed: true, state: await build(profile, options) };
+}
+
+/** Signals that interrupt a setup; the transaction unwinds and vpnns exits with 128 + the signal number. */
+const INTERRUPTING_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+async function build(profile: Profile, options: UpOptions): Promise<ProfileState> {
+  const settings = readSettings();
+  const firewallBackend = await chooseFirewallBackend(settings.firewallBackend);
+  const wireguardBackend = settings.wireguardBackend === "auto" ? "kernel" : settings.wireguardBackend;
+  const steps = planUp(profile, { wireguardBackend, firewallBackend });
+  const state: ProfileState = {
+    profile: profile.name,
+    namespace: namespaceName(profile.name),
+    interfaceName: interfaceName(profile.name),
+    phase: "building",
+    ownerPid: process.pid,
+    firewallBackend,
+    ipv6: hasIpv6(profile),
+    startedAt: new Date().toISOString(),
+  };
+  await writeState(state);
+
+  const undos: (() => Promise<void>)[] = [() => removeState(profile.name)];
+  let interruption: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    interruption ??= signal;
+  };
+  for (const signal of INTERRUPTING_SIGNALS) process.on(signal, onSignal);
+
+  try {
+    for (const step of steps) {
+      if (interruption) throw new VpnnsError(`setup of profile ${profile.name} interrupted by ${interruption}`, { exitCode: 128 + signalNumber(interruption) });
+      undos.push(undoFor(step, profile.name));
+      await runStep(step, profile, state, { settingsBackend: settings.wireguardBackend, options });
+    }
+    if (interruption) throw new VpnnsError(`setup of profile ${profile.name} interrupted by ${interruption}`, { exitCode: 128 + signalNumber(interruption) });
+    const upState: ProfileState = { ...state, phase: "up", upAt: new Date().toISOString() };
+    await writeState(upState);
+    return upState;
+  } catch (error) {
+    await unwind(undos);
+    throw error;
+  } finally {
+    for (const signal of INTERRUPTING_SIGNALS) process.off(signal, onSignal);
+  }
+}
+
+async function runStep(
+  step: PlannedStep,
+  profile: Profile,
+  state: ProfileState,
+  context: { settingsBackend: "auto" | "kernel" | "wireguard-go"; options: UpOptions },
+): Promise<void> {
+  switch (step.id) {
+    case "link":
+      state.wireguardBackend = await createLink(context.settingsBackend, state.interfaceName);
+      await writeState(state);
+      return;
+    case "dns":
+      if (profile.interface.dns.length === 0) {
+        warn(`profile ${profile.name} has no DNS servers: apps inside resolve names with no server (only /etc/hosts works) until you add DNS = ... to its [Interface]`);
+      }
+      await writeDnsFiles(netnsEtcDir(profile.name), profile.name, profile.interface);
+      return;
+    case "handshake":
+      if (context.options.handshakeTimeoutMs > 0) {
+        await waitForHandshake({ profile, namespace: state.namespace, interfaceName: state.interfaceName, timeoutMs: context.options.handshakeTimeoutMs });
+      }
+      return;
+    default:
+      for (const command of step.commands) await runPlanned(command);
+  }
+}
+
+async function runPlanned(command: PlannedCommand): Promise<void> {
+  const { argv, options, secretFile } = command;
+  if (secretFile !== undefined) {
+    await rm(secretFile.path, { force: true });
+    await writeFile(secretFile.path, secretFile.content, { mode: 0o600, flag: "wx" });
+    try {
+      await run(argv, options);
+    } finally {
+      await rm(secretFile.path, { force: true });
+    }
+    return;
+  }
+  if (argv.includes("-batch") && options.input !== undefined) {
+    // Show each batched line as the command it stands for, and run them in one process.
+    const prefix = argv.slice(0, argv.indexOf("-batch"));
+    for (const line of options.input.trim().split("\n")) logCommand(`${formatCommand(prefix)} ${line}`);
+    await run(argv, { ...options, mutates: false });
+    return;
+  }
+  await run(argv, options);
+}
+
+function undoFor(step: PlannedStep, profile: string): () => Promise<void> {
+  const namespace = namespaceName(profile);
+  const link = interfaceName(profile);
+  switch (step.id) {
+    case "namespace":
+      return createNamespaceUndo(namespace);
+    case "link":
+      return async () => {
+        await stopUserspaceDaemons(link);
+        if (await showLink(link)) await deleteLink(link);
+      };
+    case "dns":
+      return () => removeDnsFiles(netnsEtcDir(profile));
+    default:
+      // The kill-switch, the configuration, addresses and routes live in the namespace and go with it.
+      return async () => {};
+  }
+}
+
+/** Run the undo actions in reverse order; each failure is reported and the rest still run. */
+async function unwind(undos: (() => Promise<void>)[]): Promise<void> {
+  for (const undo of undos.reverse()) {
+    try {
+      await undo();
+    } catch (error) {
+      warn(`cleanup step failed: ${(error as Error).message}`);
+    }
+  }
+}
+
+/** Describe what is wrong with a profile that should be up; an empty list means healthy. */
+export async function checkHealth(state: ProfileState | undefined): Promise<string[]> {
+  if (!state) return ["no state record"];
+  if (state.phase !== "up") {
+    return [isProcessAlive(state.ownerPid) ? `setup by process ${state.ownerPid} did not finish` : `setup by process ${state.ownerPid} crashed`];
+  }
+  const problems: string[] = [];
+  if (!(await namespaceExists(state.namespace))) return [`namespace ${state.namespace} is missing`];
+  const link = await showLink(state.interfaceName, state.namespace);
+  if (!link) problems.push(`interface ${state.interfaceName} is missing from ${state.namespace}`);
+  else if (!link.flags.includes("UP")) problems.push(`interface ${state.interfaceName} is down`);
+  if (state.wireguardBackend === "wireguard-go" && (await findUserspaceDaemons(state.interfaceName)).length === 0) {
+    problems.push(`the wireguard-go process of ${state.interfaceName} is not running`);
+  }
+  if (state.firewallBackend && !(await hasKillSwitch(state.namespace, state.firewallBackend))) {
+    problems.push(`the kill-switch in ${state.namespace} is missing`);
+  }
+  return problems;
+}
+
+/** Whether anything a profile owns exists without a state record. */
+async function hasLeftovers(profile: string): Promise<boolean> {
+  const link = interfaceName(profile);
+  return (
+    (await namespaceExists(namespaceName(profile))) ||
+    (await showLink(link)) !== undefined ||
+    (await findUserspaceDaemons(link)).length > 0
+  );
+}
+
+export interface TeardownResult {
+  /** Whether anything was there to remove. */
+  removed: boolean;
+  endedProcesses: number;
+}
+
+/**
+ * Remove everything a profile owns, found by name: processes inside, the wireguard-go daemon, the
+ * namespace (which takes the interface and the kill-switch with it), an interface left in the host
+ * namespace, the DNS files and the state folder. Safe to repeat.
+ */
+export async function teardown(profile: string, options: { graceMs: number }): Promise<TeardownResult> {
+  const namespace = namespaceName(profile);
+  const link = interfaceName(profile);
+  const hadNamespace = await namespaceExists(namespace);
+  const endedProcesses = hadNamespace ? await endProcessesInside(namespace, options.graceMs) : 0;
+  const daemons = await findUserspaceDaemons(link);
+  if (daemons.length > 0) await stopUserspaceDaemons(link);
+  if (hadNamespace) await createNamespaceUndo(namespace)();
+  const strayLink = await showLink(link);
+  if (strayLink) await deleteLink(link);
+
+  const state = await readState(profile);
+  await removeDnsFiles(netnsEtcDir(profile));
+  await removeState(profile);
+  const removed = hadNamespace || daemons.length > 0 || strayLink !== undefined || state !== undefined;
+  return { removed, endedProcesses };
+}
+
+/** Take a profile down under its lock, then remove the lock file so that nothing is left behind. */
+export async function down(profile: string, options: { graceMs?: number } = {}): Promise<TeardownResult> {
+  const lock = await lockProfile(profile);
+  try {
+    return await teardown(profile, { graceMs: options.graceMs ?? DOWN_GRACE_MS });
+  } finally {
+    await removeLockFile(profile);
+    await lock.release();
+  }
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  return { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 }[signal as "SIGHUP" | "SIGINT" | "SIGTERM"] ?? 0;
+}
+

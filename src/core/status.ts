@@ -1,0 +1,68 @@
+/** What `vpnns status` reports for a profile: state, tunnel figures and the processes inside. */
+import { interfaceName, namespaceName } from "./names.js";
+import { readState, profilesWithState } from "./state.js";
+import { checkHealth } from "./launcher.js";
+import { showInterface } from "../tools/wg.js";
+import { processesInside, type ProcessInfo } from "../resources/namespace.js";
+import { listProfileNames } from "../profile/store.js";
+
+export interface PeerReport {
+  publicKey: string;
+  endpoint: string | null;
+  /** Seconds since the latest handshake, null when there was none. */
+  latestHandshakeAgeSeconds: number | null;
+  rxBytes: number;
+  txBytes: number;
+}
+
+export interface ProfileReport {
+  profile: string;
+  state: "up" | "down" | "building" | "broken";
+  namespace: string;
+  interface: string;
+  wireguardBackend: string | null;
+  firewallBackend: string | null;
+  upSince: string | null;
+  peers: PeerReport[];
+  processes: ProcessInfo[];
+  /** Why a profile is "broken" or "building"; empty otherwise. */
+  problems: string[];
+}
+
+export async function reportProfile(profile: string, now = Date.now()): Promise<ProfileReport> {
+  const namespace = namespaceName(profile);
+  const link = interfaceName(profile);
+  const state = await readState(profile);
+  const report: ProfileReport = {
+    profile,
+    state: "down",
+    namespace,
+    interface: link,
+    wireguardBackend: state?.wireguardBackend ?? null,
+    firewallBackend: state?.firewallBackend ?? null,
+    upSince: state?.upAt ?? null,
+    peers: [],
+    processes: [],
+    problems: [],
+  };
+  if (!state) return report;
+
+  report.problems = await checkHealth(state);
+  report.state = state.phase === "building" ? "building" : report.problems.length > 0 ? "broken" : "up";
+  const wireguard = await showInterface(namespace, link);
+  report.peers = (wireguard?.peers ?? []).map((peer) => ({
+    publicKey: peer.publicKey,
+    endpoint: peer.endpoint ?? null,
+    latestHandshakeAgeSeconds: peer.latestHandshake > 0 ? Math.max(0, Math.round(now / 1000 - peer.latestHandshake)) : null,
+    rxBytes: peer.rxBytes,
+    txBytes: peer.txBytes,
+  }));
+  report.processes = await processesInside(namespace);
+  return report;
+}
+
+/** Every stored profile and every profile with runtime state, sorted by name. */
+export async function knownProfiles(): Promise<string[]> {
+  const names = new Set([...(await listProfileNames()), ...(await profilesWithState())]);
+  return [...names].sort();
+}

@@ -1,0 +1,41 @@
+/** The user an app runs as: the one who invoked vpnns (through sudo), another named user, or root. */
+import { run } from "../tools/exec.js";
+import { UsageError } from "./errors.js";
+
+export interface TargetUser {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+  shell: string;
+}
+
+/** Look a user up by name or numeric id through NSS (`getent passwd`), so LDAP and sssd users work. */
+export async function lookUpUser(nameOrId: string): Promise<TargetUser | undefined> {
+  const result = await run(["getent", "passwd", nameOrId], { intent: `look up user ${nameOrId}`, allowFailure: true });
+  if (result.failed) return undefined;
+  const [name = "", , uid = "", gid = "", , home = "/", shell = "/bin/sh"] = result.stdout.trim().split("\n")[0]!.split(":");
+  return { name, uid: Number(uid), gid: Number(gid), home, shell };
+}
+
+export interface UserChoice {
+  /** Run as this user name or id. */
+  user?: string;
+  /** Run as root even when vpnns was started through sudo. */
+  asRoot?: boolean;
+}
+
+/**
+ * Choose the user for an app: --user, else the user behind sudo (SUDO_UID and SUDO_GID), else the
+ * caller itself, which is root when no sudo is involved. Root only when no other user applies.
+ */
+export async function resolveTargetUser(choice: UserChoice, env: NodeJS.ProcessEnv = process.env): Promise<TargetUser> {
+  if (choice.asRoot && choice.user !== undefined) throw new UsageError("--user and --as-root exclude each other: give one of them");
+  const wanted = choice.asRoot ? "0" : (choice.user ?? env.SUDO_UID ?? String(process.getuid?.() ?? 0));
+  const user = await lookUpUser(wanted);
+  if (!user) throw new UsageError(`user ${JSON.stringify(wanted)} not found in the passwd database; check --user or SUDO_UID`);
+  if (!choice.asRoot && choice.user === undefined && env.SUDO_GID !== undefined && /^\d+$/.test(env.SUDO_GID)) {
+    return { ...user, gid: Number(env.SUDO_GID) };
+  }
+  return user;
+}

@@ -1,0 +1,119 @@
+/**
+ * The WireGuard interface. It is created in the host namespace, so its UDP socket stays there, and
+ * configured there, so endpoint host names resolve with the host's DNS; then it moves into the
+ * profile's namespace. Kernel WireGuard and wireguard-go differ only in how the link is created.
+ */
+import { readdir, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { WireGuardConfig } from "../profile/types.js";
+import { run, type RunOptions } from "../tools/exec.js";
+import { sleep } from "./namespace.js";
+
+export type WireGuardBackend = "kernel" | "wireguard-go";
+export type WireGuardBackendSetting = "auto" | WireGuardBackend;
+
+/** One external command that a plan runs, with what it is for. */
+export interface PlannedCommand {
+  argv: string[];
+  options: RunOptions;
+  /** A file written with mode 0600 just before the command runs and removed right after it. */
+  secretFile?: { path: string; content: string };
+}
+
+/** wireguard-go on Linux declines to start without this variable, because a kernel module may exist. */
+const USERSPACE_ENV = { WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: "1" };
+
+/** Folder of wireguard-go's control sockets, which `wg` finds from any network namespace. */
+export const USERSPACE_SOCKET_DIR = "/var/run/wireguard";
+
+/** Plan the command that creates the link in the host namespace. */
+export function planCreateLink(backend: WireGuardBackend, interfaceName: string): PlannedCommand {
+  const intent = `create WireGuard interface ${interfaceName} (${backend})`;
+  if (backend === "kernel") {
+    return { argv: ["ip", "link", "add", "dev", interfaceName, "type", "wireguard"], options: { intent, mutates: true } };
+  }
+  return { argv: ["wireguard-go", interfaceName], options: { intent, mutates: true, env: USERSPACE_ENV } };
+}
+
+/** Plan the move of the configured link into the profile's namespace. */
+export function planMoveLink(interfaceName: string, namespace: string): PlannedCommand {
+  return {
+    argv: ["ip", "link", "set", "dev", interfaceName, "netns", namespace],
+    options: { intent: `move ${interfaceName} into ${namespace}`, mutates: true },
+  };
+}
+
+/** Stderr of `ip link add ... type wireguard` on a kernel without the module. */
+const NO_KERNEL_SUPPORT = /Unknown device type|not supported|Operation not supported|No such device/i;
+
+/**
+ * Create the link with the chosen backend. With "auto", kernel WireGuard is tried first, as
+ * wg-quick does, and wireguard-go is used when the kernel has no WireGuard.
+ */
+export async function createLink(setting: WireGuardBackendSetting, interfaceName: string): Promise<WireGuardBackend> {
+  if (setting !== "auto") {
+    const planned = planCreateLink(setting, interfaceName);
+    await run(planned.argv, planned.options);
+    return setting;
+  }
+  const kernel = planCreateLink("kernel", interfaceName);
+  const attempt = await run(kernel.argv, { ...kernel.options, allowFailure: true });
+  if (!attempt.failed) return "kernel";
+  if (!NO_KERNEL_SUPPORT.test(attempt.stderr)) {
+    // A real failure, such as a name clash: report it as a kernel failure would be.
+    await run(kernel.argv, kernel.options);
+  }
+  const userspace = planCreateLink("wireguard-go", interfaceName);
+  await run(userspace.argv, userspace.options);
+  return "wireguard-go";
+}
+
+/** Render the `wg setconf` input: everything wg needs, secrets included, never written to disk. */
+export function renderWgConfig(config: WireGuardConfig): string {
+  const lines = ["[Interface]", `PrivateKey = ${config.interface.privateKey}`];
+  if (config.interface.listenPort !== undefined) lines.push(`ListenPort = ${config.interface.listenPort}`);
+  for (const peer of config.peers) {
+    lines.push("", "[Peer]", `PublicKey = ${peer.publicKey}`);
+    if (peer.presharedKey !== undefined) lines.push(`PresharedKey = ${peer.presharedKey}`);
+    lines.push(`AllowedIPs = ${peer.allowedIPs.join(", ")}`);
+    if (peer.endpoint !== undefined) lines.push(`Endpoint = ${peer.endpoint}`);
+    if (peer.persistentKeepalive !== undefined) lines.push(`PersistentKeepalive = ${peer.persistentKeepalive}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** PIDs of the wireguard-go daemons that serve this interface name. */
+export async function findUserspaceDaemons(interfaceName: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8")).split("\0");
+      const program = argv[0]?.split("/").pop();
+      if (program === "wireguard-go" && argv.slice(1).includes(interfaceName)) pids.push(Number(entry));
+    } catch {
+      // The process ended while it was read.
+    }
+  }
+  return pids;
+}
+
+/** Stop the wireguard-go daemons of an interface (SIGTERM, then SIGKILL) and remove a stale socket. */
+export async function stopUserspaceDaemons(interfaceName: string): Promise<void> {
+  let pids = await findUserspaceDaemons(interfaceName);
+  for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // Already gone.
+      }
+    }
+    for (let waited = 0; pids.length > 0 && waited < 2000; waited += 25) {
+      await sleep(25);
+      pids = await findUserspaceDaemons(interfaceName);
+    }
+    if (pids.length === 0) break;
+  }
+  await rm(join(USERSPACE_SOCKET_DIR, `${interfaceName}.sock`), { force: true });
+}
