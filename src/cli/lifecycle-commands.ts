@@ -1,0 +1,144 @@
+/** `vpnns up`, `down`, `status` and `run`. */
+import type { Command } from "commander";
+import { readdir } from "node:fs/promises";
+import { loadProfile, listProfileNames } from "../profile/store.js";
+import { validateProfileName, profileOfNamespace } from "../core/names.js";
+import { UsageError } from "../core/errors.js";
+import { info } from "../core/log.js";
+import { down, teardown, upLocked, DOWN_GRACE_MS, up } from "../core/launcher.js";
+import { lockProfile, removeLockFile } from "../core/lock.js";
+import { otherLiveRuns, readState, registerRun, unregisterRun, writeState, profilesWithState } from "../core/state.js";
+import { knownProfiles, reportProfile } from "../core/status.js";
+import { processesInside } from "../resources/namespace.js";
+import { resolveTargetUser } from "../core/user.js";
+import { runApp } from "../core/app.js";
+import { listNamespaces } from "../tools/ip.js";
+import { stateDir } from "../core/paths.js";
+import { join } from "node:path";
+import { addUpOptions, addVerboseOption, handshakeTimeoutMs, type UpFlags } from "./options.js";
+import { formatReport } from "./format.js";
+
+export function registerLifecycleCommands(program: Command): void {
+  addUpOptions(addVerboseOption(program.command("up")))
+    .description("build the profile's namespace, tunnel and kill-switch (nothing changes when it is already up)")
+    .argument("<profile>", "profile name")
+    .action(async (name: string, flags: UpFlags) => {
+      const profile = await loadProfile(name);
+      const result = await up(profile, { handshakeTimeoutMs: handshakeTimeoutMs(flags) });
+      if (result.state.autoDown) await writeState({ ...result.state, autoDown: false });
+      if (!result.changed) {
+        info(`profile ${name} is already up; nothing changed`);
+        return;
+      }
+      info(`profile ${name} is up: namespace ${result.state.namespace}, interface ${result.state.interfaceName} (${result.state.wireguardBackend})`);
+    });
+
+  addVerboseOption(program.command("down"))
+    .description("end the processes inside a profile and remove its namespace, interface, firewall, DNS files and state")
+    .argument("[profile]", "profile name")
+    .option("--all", "take every profile down")
+    .action(async (name: string | undefined, options: { all?: boolean }) => {
+      if (options.all === (name !== undefined)) throw new UsageError("give either a profile name or --all");
+      const names = options.all ? await profilesToTakeDown() : [name!];
+      for (const profile of names) {
+        validateProfileName(profile);
+        const result = await down(profile);
+        if (!result.removed) info(`profile ${profile} is not up; nothing to remove`);
+        else info(`profile ${profile} is down${result.endedProcesses > 0 ? ` (ended ${result.endedProcesses} processes inside)` : ""}`);
+      }
+    });
+
+  addVerboseOption(program.command("status"))
+    .description("show whether profiles are up, their tunnel and the processes inside")
+    .argument("[profile]", "profile name (default: every profile)")
+    .option("--json", "print JSON")
+    .action(async (name: string | undefined, options: { json?: boolean }) => {
+      if (name !== undefined) validateProfileName(name);
+      const names = name !== undefined ? [name] : await knownProfiles();
+      const reports = await Promise.all(names.map((profile) => reportProfile(profile)));
+      if (options.json) console.log(JSON.stringify(name !== undefined ? reports[0] : reports, null, 2));
+      else if (reports.length === 0) info("no profiles yet; import one with: vpnns profile import FILE");
+      else console.log(reports.map(formatReport).join("\n\n"));
+    });
+
+  addUpOptions(addVerboseOption(program.command("run")))
+    .description("run a command inside a profile as the invoking user, and exit with its exit code")
+    .option("-p, --profile <name>", "profile to run in (default: the only stored profile)")
+    .option("--keep", "leave the profile up when the command ends")
+    .option("--user <name>", "run as this user instead of the invoking one")
+    .option("--as-root", "run as root")
+    .argument("<command...>", "the command and its arguments (put -- before a command whose arguments start with -)")
+    .passThroughOptions()
+    .action(async (command: string[], flags: UpFlags & { profile?: string; keep?: boolean; user?: string; asRoot?: boolean }) => {
+      process.exitCode = await runInProfile(command, flags);
+    });
+}
+
+async function chooseProfile(requested: string | undefined): Promise<string> {
+  if (requested !== undefined) return requested;
+  const names = await listProfileNames();
+  if (names.length === 1) return names[0]!;
+  const known = names.length === 0 ? "no profiles are stored; import one with: vpnns profile import FILE" : `choose one of: ${names.join(", ")}`;
+  throw new UsageError(`no profile given: add --profile NAME; ${known}`);
+}
+
+async function runInProfile(command: string[], flags: UpFlags & { profile?: string; keep?: boolean; user?: string; asRoot?: boolean }): Promise<number> {
+  const name = await chooseProfile(flags.profile);
+  const profile = await loadProfile(name);
+  const user = await resolveTargetUser({ user: flags.user, asRoot: flags.asRoot });
+
+  const lock = await lockProfile(name);
+  let namespace: string;
+  try {
+    const result = await upLocked(profile, { handshakeTimeoutMs: handshakeTimeoutMs(flags) });
+    const autoDown = flags.keep ? false : result.changed || result.state.autoDown === true;
+    if (autoDown !== (result.state.autoDown === true)) await writeState({ ...result.state, autoDown });
+    namespace = result.state.namespace;
+    await registerRun(name);
+  } finally {
+    await lock.release();
+  }
+
+  try {
+    return await runApp({ namespace, user, command });
+  } finally {
+    await unregisterRun(name);
+    await takeDownIfIdle(name);
+  }
+}
+
+/** Take down a profile that `run` brought up, once no process and no other run is left in it. */
+async function takeDownIfIdle(name: string): Promise<void> {
+  const lock = await lockProfile(name);
+  let removeLock = false;
+  try {
+    const state = await readState(name);
+    if (!state?.autoDown) return;
+    if ((await otherLiveRuns(name)).length > 0) return;
+    const remaining = await processesInside(state.namespace);
+    if (remaining.length > 0) {
+      info(`leaving profile ${name} up: ${remaining.length} processes still run inside; 'vpnns down ${name}' ends them`);
+      return;
+    }
+    await teardown(name, { graceMs: DOWN_GRACE_MS });
+    removeLock = true;
+  } finally {
+    if (removeLock) await removeLockFile(name);
+    await lock.release();
+  }
+}
+
+/** Every profile with state, a vpnns namespace or a lock file: what `down --all` removes. */
+async function profilesToTakeDown(): Promise<string[]> {
+  const names = new Set(await profilesWithState());
+  for (const namespace of await listNamespaces()) {
+    const profile = profileOfNamespace(namespace);
+    if (profile !== undefined) names.add(profile);
+  }
+  try {
+    for (const file of await readdir(join(stateDir(), "locks"))) if (file.endsWith(".lock")) names.add(file.slice(0, -".lock".length));
+  } catch {
+    // No locks folder: nothing was ever locked.
+  }
+  return [...names].sort();
+}
