@@ -78,7 +78,7 @@ export async function runApp(options: { namespace: string; user: TargetUser; com
 
   const [file = "", ...args] = argv;
   const app = execa(file, args, { stdio: "inherit", env, extendEnv: false, reject: false, forceKillAfterDelay: false });
-  // NOTE: a Ctrl-C in a terminal reaches both vpnns and the app, which then sees SIGINT twice.
+  // NOTE: a Ctrl-C in a terminal signals both vpnns and the app, so the app receives SIGINT twice.
   const forward = (signal: NodeJS.Signals) => {
     app.kill(signal);
   };

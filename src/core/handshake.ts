@@ -1,4 +1,4 @@
-/** Waiting for the first WireGuard handshake, which proves that the endpoint answers. */
+/** Waiting for the first WireGuard handshake, which proves that the endpoint is reachable and accepts the keys. */
 import type { Profile } from "../profile/types.js";
 import { VpnnsError } from "./errors.js";
 import { setPersistentKeepalive, showInterface } from "../tools/wg.js";
@@ -8,9 +8,9 @@ import { sleep } from "../resources/namespace.js";
 const PROVOKING_KEEPALIVE_SECONDS = 25;
 
 /**
- * Wait until at least one peer with an endpoint has completed a handshake. Peers without a
- * keepalive get one until then, since wg sends a keepalive (and so starts a handshake) as soon
- * as the interval is set; afterwards the profile's own setting is restored.
+ * Wait until at least one peer with an endpoint has completed a handshake. Setting a keepalive
+ * interval makes WireGuard send a keepalive at once, which starts a handshake. So peers without
+ * a keepalive get one until the handshake, and then the profile's own setting is restored.
  */
 export async function waitForHandshake(options: { profile: Profile; namespace: string; interfaceName: string; timeoutMs: number }): Promise<void> {
   const { profile, namespace, interfaceName, timeoutMs } = options;

@@ -1,7 +1,7 @@
 /**
  * Per-profile locks, so two vpnns processes never build or tear down one profile at once.
- * The lock is a flock(2) on a file in the state folder, taken by the util-linux `flock` command on
- * a descriptor that this process shares with it: the lock belongs to the open file description, so
+ * The lock is a flock(2) on a file in the state folder. The util-linux `flock` command takes it on
+ * a descriptor that this process shares with it. A flock belongs to the open file description, so
  * it outlives that command and ends when this process closes the file or dies, even by SIGKILL.
  */
 import { execa } from "execa";

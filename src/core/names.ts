@@ -2,9 +2,9 @@
 import { createHash } from "node:crypto";
 import { UsageError } from "./errors.js";
 
-/** Longest accepted profile name. The namespace name and folders stay far below file name limits. */
+/** Maximum profile name length, which keeps the namespace name and folders far below file name limits. */
 export const MAX_PROFILE_NAME = 32;
-/** Longest interface name the kernel accepts (IFNAMSIZ is 16 bytes including the terminating NUL). */
+/** Maximum interface name length in the kernel: IFNAMSIZ is 16 bytes including the terminating NUL. */
 export const MAX_INTERFACE_NAME = 15;
 
 /** Pattern of a valid profile name, also used by the stored-profile schema. */
@@ -16,15 +16,15 @@ const INTERFACE_PREFIX = "vns-";
 /** Throw a UsageError unless the name is a valid profile name. */
 export function validateProfileName(name: string): void {
   if (name.length === 0) throw new UsageError("invalid profile name: the name is empty");
-  const shown = JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name);
+  const quoted = JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name);
   if (name.length > MAX_PROFILE_NAME) {
     throw new UsageError(
-      `invalid profile name ${shown}: ${name.length} characters, at most ${MAX_PROFILE_NAME} are allowed; choose a shorter one with --name`,
+      `invalid profile name ${quoted}: ${name.length} characters, at most ${MAX_PROFILE_NAME} are allowed; choose a shorter one with --name`,
     );
   }
   if (!PROFILE_NAME.test(name)) {
     throw new UsageError(
-      `invalid profile name ${shown}: use lowercase letters, digits, '-' and '_', starting with a letter or digit; choose another with --name`,
+      `invalid profile name ${quoted}: use lowercase letters, digits, '-' and '_', starting with a letter or digit; choose another with --name`,
     );
   }
 }

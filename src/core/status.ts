@@ -1,4 +1,4 @@
-/** What `vpnns status` reports for a profile: state, tunnel figures and the processes inside. */
+/** The report behind `vpnns status`: a profile's state, tunnel figures and the processes inside. */
 import { interfaceName, namespaceName } from "./names.js";
 import { readState, profilesWithState } from "./state.js";
 import { checkHealth } from "./launcher.js";
@@ -25,7 +25,7 @@ export interface ProfileReport {
   upSince: string | null;
   peers: PeerReport[];
   processes: ProcessInfo[];
-  /** Why a profile is "broken" or "building"; empty otherwise. */
+  /** Reasons a profile is "broken" or "building", empty otherwise. */
   problems: string[];
 }
 
@@ -48,7 +48,8 @@ export async function reportProfile(profile: string, now = Date.now()): Promise<
   if (!state) return report;
 
   report.problems = await checkHealth(state);
-  report.state = state.phase === "building" ? "building" : report.problems.length > 0 ? "broken" : "up";
+  if (state.phase === "building") report.state = "building";
+  else report.state = report.problems.length > 0 ? "broken" : "up";
   const wireguard = await showInterface(namespace, link);
   report.peers = (wireguard?.peers ?? []).map((peer) => ({
     publicKey: peer.publicKey,

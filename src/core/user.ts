@@ -31,9 +31,9 @@ export interface UserChoice {
  */
 export async function resolveTargetUser(choice: UserChoice, env: NodeJS.ProcessEnv = process.env): Promise<TargetUser> {
   if (choice.asRoot && choice.user !== undefined) throw new UsageError("--user and --as-root exclude each other: give one of them");
-  const wanted = choice.asRoot ? "0" : (choice.user ?? env.SUDO_UID ?? String(process.getuid?.() ?? 0));
-  const user = await lookUpUser(wanted);
-  if (!user) throw new UsageError(`user ${JSON.stringify(wanted)} not found in the passwd database; check --user or SUDO_UID`);
+  const requested = choice.asRoot ? "0" : (choice.user ?? env.SUDO_UID ?? String(process.getuid?.() ?? 0));
+  const user = await lookUpUser(requested);
+  if (!user) throw new UsageError(`user ${JSON.stringify(requested)} not found in the passwd database; check --user or SUDO_UID`);
   if (!choice.asRoot && choice.user === undefined && env.SUDO_GID !== undefined && /^\d+$/.test(env.SUDO_GID)) {
     return { ...user, gid: Number(env.SUDO_GID) };
   }

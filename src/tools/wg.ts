@@ -51,8 +51,8 @@ export function parseDump(dump: string): InterfaceStatus {
 }
 
 /**
- * Read an interface's status from inside its namespace, where kernel WireGuard answers over netlink;
- * wireguard-go answers through its socket in /run/wireguard, which every namespace sees.
+ * Read an interface's status from inside its namespace, because kernel WireGuard is reached over
+ * netlink there. wireguard-go is reached through its socket in /run/wireguard from any namespace.
  */
 export async function showInterface(namespace: string, interfaceName: string): Promise<InterfaceStatus | undefined> {
   const result = await run([...netnsExec(namespace), "wg", "show", interfaceName, "dump"], {
