@@ -7,8 +7,6 @@
 # Exits with the command's exit code when it fails, with 1 when the machine state changed, and
 # with 0 otherwise. Needs root and a build (npm run build).
 #
-# NOTE: the wireguard-go list covers the whole machine, so a wireguard-go started or stopped
-# meanwhile by another program, such as a second sandbox, is reported as a change too.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -67,9 +65,19 @@ capture_state() {
     stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || continue
     stat="${stat##*) }"
     [[ ${stat%% *} == Z ]] && continue
+    # Count the daemons in the machine's own namespace and those this run started, which inherit
+    # its VPNNS_SANDBOX_ID; another sandbox running at the same time is not this run's concern.
+    if [[ $(readlink "/proc/$pid/ns/net" 2>/dev/null) != "$host_netns" ]] &&
+      ! tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "VPNNS_SANDBOX_ID=$sandbox_id"; then
+      continue
+    fi
     echo "$pid $(readlink "/proc/$pid/ns/net" 2>/dev/null) $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"
   done
 }
+
+host_netns="$(readlink /proc/self/ns/net)"
+sandbox_id="$$-$RANDOM$RANDOM"
+export VPNNS_SANDBOX_ID="$sandbox_id"
 
 before="$(mktemp)"
 after="$(mktemp)"
