@@ -102,10 +102,19 @@ async function runInProfile(command: string[], flags: UpFlags & { profile?: stri
   try {
     return await runApp({ namespace, user, command });
   } finally {
-    await unregisterRun(name);
-    await takeDownIfIdle(name);
+    // A second Ctrl-C while the profile goes down must not leave it half-removed.
+    const ignore = () => {};
+    for (const signal of CLEANUP_SIGNALS) process.on(signal, ignore);
+    try {
+      await unregisterRun(name);
+      await takeDownIfIdle(name);
+    } finally {
+      for (const signal of CLEANUP_SIGNALS) process.off(signal, ignore);
+    }
   }
 }
+
+const CLEANUP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 /** Take down a profile that `run` brought up, once no process and no other run is left in it. */
 async function takeDownIfIdle(name: string): Promise<void> {

@@ -12,7 +12,14 @@ const PROVOKING_KEEPALIVE_SECONDS = 25;
  * interval makes WireGuard send a keepalive at once, which starts a handshake. So peers without
  * a keepalive get one until the handshake, and then the profile's own setting is restored.
  */
-export async function waitForHandshake(options: { profile: Profile; namespace: string; interfaceName: string; timeoutMs: number }): Promise<void> {
+export async function waitForHandshake(options: {
+  profile: Profile;
+  namespace: string;
+  interfaceName: string;
+  timeoutMs: number;
+  /** Polled between checks: the wait ends early, without an error, once it returns true. */
+  isInterrupted: () => boolean;
+}): Promise<void> {
   const { profile, namespace, interfaceName, timeoutMs } = options;
   const peers = profile.peers.filter((peer) => peer.endpoint !== undefined);
   if (peers.length === 0) return;
@@ -26,6 +33,7 @@ export async function waitForHandshake(options: { profile: Profile; namespace: s
   for (;;) {
     const status = await showInterface(namespace, interfaceName);
     if (status?.peers.some((peer) => peer.latestHandshake > 0)) break;
+    if (options.isInterrupted()) return;
     if (Date.now() >= deadline) {
       const endpoints = peers.map((peer) => `${peer.endpoint} (peer ${peer.publicKey})`).join(", ");
       throw new VpnnsError(

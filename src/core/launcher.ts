@@ -79,27 +79,58 @@ async function build(profile: Profile, options: UpOptions): Promise<ProfileState
   await writeState(state);
 
   const undos: (() => Promise<void>)[] = [() => removeState(profile.name)];
-  let interruption: NodeJS.Signals | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    interruption ??= signal;
-  };
-  for (const signal of INTERRUPTING_SIGNALS) process.on(signal, onSignal);
-
+  const signals = new SignalWatch(profile.name);
   try {
     for (const step of steps) {
-      if (interruption) throw new VpnnsError(`setup of profile ${profile.name} interrupted by ${interruption}`, { exitCode: 128 + signalNumber(interruption) });
+      signals.throwIfReceived();
       undos.push(undoFor(step, profile.name));
-      await runStep(step, profile, state, { settingsBackend: settings.wireguardBackend, options });
+      await runStep(step, profile, state, { settingsBackend: settings.wireguardBackend, options, signals });
     }
-    if (interruption) throw new VpnnsError(`setup of profile ${profile.name} interrupted by ${interruption}`, { exitCode: 128 + signalNumber(interruption) });
+    signals.throwIfReceived();
     const upState: ProfileState = { ...state, phase: "up", upAt: new Date().toISOString() };
     await writeState(upState);
     return upState;
   } catch (error) {
     await unwind(undos);
-    throw error;
+    // A Ctrl-C also reaches the command that was running, so its failure is reported as the interruption.
+    throw signals.error() ?? error;
   } finally {
-    for (const signal of INTERRUPTING_SIGNALS) process.off(signal, onSignal);
+    signals.stop();
+  }
+}
+
+/**
+ * Catches SIGINT, SIGTERM and SIGHUP during a setup, so the setup can stop between commands and
+ * unwind instead of dying half-made. Handlers stay until stop(), so the unwinding is not cut short.
+ */
+class SignalWatch {
+  private received: NodeJS.Signals | undefined;
+  private readonly onSignal = (signal: NodeJS.Signals) => {
+    this.received ??= signal;
+  };
+
+  constructor(private readonly profile: string) {
+    for (const signal of INTERRUPTING_SIGNALS) process.on(signal, this.onSignal);
+  }
+
+  get interrupted(): boolean {
+    return this.received !== undefined;
+  }
+
+  error(): VpnnsError | undefined {
+    if (this.received === undefined) return undefined;
+    return new VpnnsError(`setup of profile ${this.profile} interrupted by ${this.received}; everything it made was removed`, {
+      exitCode: 128 + signalNumber(this.received),
+    });
+  }
+
+  throwIfReceived(): void {
+    const error = this.error();
+    if (error) throw error;
+  }
+
+  stop(): void {
+    for (const signal of INTERRUPTING_SIGNALS) process.off(signal, this.onSignal);
   }
 }
 
@@ -107,7 +138,7 @@ async function runStep(
   step: PlannedStep,
   profile: Profile,
   state: ProfileState,
-  context: { settingsBackend: "auto" | "kernel" | "wireguard-go"; options: UpOptions },
+  context: { settingsBackend: "auto" | "kernel" | "wireguard-go"; options: UpOptions; signals: SignalWatch },
 ): Promise<void> {
   switch (step.id) {
     case "link":
@@ -122,7 +153,13 @@ async function runStep(
       return;
     case "handshake":
       if (context.options.handshakeTimeoutMs > 0) {
-        await waitForHandshake({ profile, namespace: state.namespace, interfaceName: state.interfaceName, timeoutMs: context.options.handshakeTimeoutMs });
+        await waitForHandshake({
+          profile,
+          namespace: state.namespace,
+          interfaceName: state.interfaceName,
+          timeoutMs: context.options.handshakeTimeoutMs,
+          isInterrupted: () => context.signals.interrupted,
+        });
       }
       return;
     default:
