@@ -8,6 +8,7 @@ import { ensureRoot } from "./privilege.js";
 import { registerProfileCommands } from "./profile-commands.js";
 import { registerLifecycleCommands } from "./lifecycle-commands.js";
 import { registerDemoCommand } from "./demo-command.js";
+import { registerSettingsCommands } from "./settings-commands.js";
 import { addVerboseOption } from "./options.js";
 
 const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
@@ -22,6 +23,7 @@ function buildProgram(): Command {
   addVerboseOption(program);
   registerProfileCommands(program);
   registerLifecycleCommands(program);
+  registerSettingsCommands(program);
   registerDemoCommand(program);
 
   program.hook("preAction", async (_program, action) => {

@@ -1,6 +1,6 @@
 /** Machine-wide settings in <config>/settings.json, stored with conf and validated by its schema. */
 import Conf from "conf";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { configDir } from "./paths.js";
 import { UsageError } from "./errors.js";
@@ -49,6 +49,7 @@ export function readSettings(): Settings {
 }
 
 export function writeSetting<K extends keyof Settings>(key: K, value: Settings[K]): void {
+  mkdirSync(configDir(), { recursive: true, mode: 0o700 });
   const store = openSettings();
   try {
     store.set(key, value);
