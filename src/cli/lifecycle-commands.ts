@@ -1,20 +1,17 @@
 /** `vpnns up`, `down`, `status` and `run`. */
 import type { Command } from "commander";
-import { readdir } from "node:fs/promises";
 import { loadProfile, listProfileNames } from "../profile/store.js";
-import { validateProfileName, profileOfNamespace } from "../core/names.js";
+import { validateProfileName } from "../core/names.js";
 import { UsageError } from "../core/errors.js";
 import { info } from "../core/log.js";
-import { down, teardown, upLocked, DOWN_GRACE_MS, up } from "../core/launcher.js";
+import { down, teardown, upLocked, DOWN_GRACE_MS, up, type TeardownResult } from "../core/launcher.js";
+import { cleanup, type CleanupResult } from "../core/cleanup.js";
 import { lockProfile, removeLockFile } from "../core/lock.js";
-import { otherLiveRuns, readState, registerRun, unregisterRun, writeState, profilesWithState } from "../core/state.js";
+import { otherLiveRuns, readState, registerRun, unregisterRun, writeState } from "../core/state.js";
 import { knownProfiles, reportProfile } from "../core/status.js";
 import { processesInside } from "../resources/namespace.js";
 import { resolveTargetUser } from "../core/user.js";
 import { runApp } from "../core/app.js";
-import { listNamespaces } from "../tools/ip.js";
-import { stateDir } from "../core/paths.js";
-import { join } from "node:path";
 import { addUpOptions, addVerboseOption, handshakeTimeoutMs, type UpFlags } from "./options.js";
 import { formatReport } from "./format.js";
 
@@ -39,13 +36,20 @@ export function registerLifecycleCommands(program: Command): void {
     .option("--all", "take every profile down")
     .action(async (name: string | undefined, options: { all?: boolean }) => {
       if (options.all === (name !== undefined)) throw new UsageError("give either a profile name or --all");
-      const names = options.all ? await profilesToTakeDown() : [name!];
-      for (const profile of names) {
-        validateProfileName(profile);
-        const result = await down(profile);
-        if (!result.removed) info(`profile ${profile} is not up; nothing to remove`);
-        else info(`profile ${profile} is down${result.endedProcesses > 0 ? ` (ended ${result.endedProcesses} processes inside)` : ""}`);
+      if (options.all) {
+        reportCleanup(await cleanup());
+        return;
       }
+      validateProfileName(name!);
+      reportDown(name!, await down(name!));
+    });
+
+  addVerboseOption(program.command("cleanup"))
+    .description("remove what crashed runs left: vpnns-* namespaces, vns-* interfaces, wireguard-go daemons, DNS files and state")
+    .action(async () => {
+      const result = await cleanup();
+      reportCleanup(result);
+      if (result.profiles.every((entry) => !entry.result.removed) && result.interfaces.length === 0) info("nothing to clean up");
     });
 
   addVerboseOption(program.command("status"))
@@ -72,6 +76,17 @@ export function registerLifecycleCommands(program: Command): void {
     .action(async (command: string[], flags: UpFlags & { profile?: string; keep?: boolean; user?: string; asRoot?: boolean }) => {
       process.exitCode = await runInProfile(command, flags);
     });
+}
+
+function reportDown(profile: string, result: TeardownResult): void {
+  if (!result.removed) info(`profile ${profile} is not up; nothing to remove`);
+  else if (result.endedProcesses > 0) info(`profile ${profile} is down (ended ${result.endedProcesses} processes inside)`);
+  else info(`profile ${profile} is down`);
+}
+
+function reportCleanup(result: CleanupResult): void {
+  for (const { profile, result: teardownResult } of result.profiles) reportDown(profile, teardownResult);
+  for (const link of result.interfaces) info(`removed stray interface ${link}`);
 }
 
 async function chooseProfile(requested: string | undefined): Promise<string> {
@@ -135,19 +150,4 @@ async function takeDownIfIdle(name: string): Promise<void> {
     if (removeLock) await removeLockFile(name);
     await lock.release();
   }
-}
-
-/** Every profile with state, a vpnns namespace or a lock file: what `down --all` removes. */
-async function profilesToTakeDown(): Promise<string[]> {
-  const names = new Set(await profilesWithState());
-  for (const namespace of await listNamespaces()) {
-    const profile = profileOfNamespace(namespace);
-    if (profile !== undefined) names.add(profile);
-  }
-  try {
-    for (const file of await readdir(join(stateDir(), "locks"))) if (file.endsWith(".lock")) names.add(file.slice(0, -".lock".length));
-  } catch {
-    // No locks folder: nothing was ever locked.
-  }
-  return [...names].sort();
 }

@@ -3,7 +3,7 @@
  * undo before it runs, and a failure or a signal unwinds everything made so far. `down` removes what
  * a profile owns by name, so it also cleans what a crashed run left behind.
  */
-import { rm, writeFile } from "node:fs/promises";
+import { rm, stat, writeFile } from "node:fs/promises";
 import type { Profile } from "../profile/types.js";
 import { interfaceName, namespaceName } from "./names.js";
 import { netnsEtcDir } from "./paths.js";
@@ -272,9 +272,10 @@ export async function teardown(profile: string, options: { graceMs: number }): P
   if (strayLink) await deleteLink(link);
 
   const state = await readState(profile);
-  await removeDnsFiles(netnsEtcDir(profile));
+  const hadDnsFiles = await pathExists(netnsEtcDir(profile));
+  if (hadDnsFiles) await removeDnsFiles(netnsEtcDir(profile));
   await removeState(profile);
-  const removed = hadNamespace || daemons.length > 0 || strayLink !== undefined || state !== undefined;
+  const removed = hadNamespace || daemons.length > 0 || strayLink !== undefined || state !== undefined || hadDnsFiles;
   return { removed, endedProcesses };
 }
 
@@ -293,3 +294,12 @@ function signalNumber(signal: NodeJS.Signals): number {
   return { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 }[signal as "SIGHUP" | "SIGINT" | "SIGTERM"] ?? 0;
 }
 
+
+async function pathExists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
