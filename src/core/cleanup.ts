@@ -3,7 +3,7 @@
  * folders and lock files, /etc/netns/vpnns-* folders, and WireGuard links named vns-* in the host
  * namespace with their wireguard-go daemons. Anything without those names is left alone.
  */
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { profileOfNamespace, interfaceName, PROFILE_NAME_PATTERN } from "./names.js";
 import { stateDir } from "./paths.js";
@@ -50,12 +50,19 @@ export async function strayInterfaces(profiles: string[]): Promise<string[]> {
   return [...stray].sort();
 }
 
+/**
+ * Interfaces of the wireguard-go daemons in this network namespace. vpnns starts every daemon in its
+ * own namespace, so a daemon elsewhere belongs to another network stack that shares the PID
+ * namespace, such as a container or another test sandbox, and is left alone.
+ */
 async function userspaceDaemonInterfaces(): Promise<string[]> {
+  const ownNamespace = await readlink("/proc/self/ns/net");
   const names: string[] = [];
   for (const entry of await listFolder("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "")).split("\0");
     if (argv[0]?.split("/").pop() !== "wireguard-go") continue;
+    if ((await readlink(`/proc/${entry}/ns/net`).catch(() => undefined)) !== ownNamespace) continue;
     const name = argv.slice(1).find((arg) => arg.startsWith(INTERFACE_PREFIX));
     if (name !== undefined) names.push(name);
   }

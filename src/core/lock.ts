@@ -7,7 +7,7 @@
 import { execa } from "execa";
 import { mkdir, open, rm, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
-import { stateDir } from "./paths.js";
+import { profileStateDir, stateDir } from "./paths.js";
 import { VpnnsError } from "./errors.js";
 
 export interface Lock {
@@ -37,8 +37,31 @@ export async function lockProfile(profile: string, timeoutMs = 120_000): Promise
       throw new VpnnsError(`failed to lock profile ${profile} (${path}): ${reason}`);
     }
     // A process that removed the file while this one waited leaves the lock on an orphan inode: retry.
-    if (await isSameFile(handle, path)) return { release: () => handle.close() };
+    if (await isSameFile(handle, path)) return { release: () => releaseLock(profile, handle) };
     await handle.close();
+  }
+}
+
+/**
+ * Close the lock file. When the profile has no state folder, it is down or its setup failed, so the
+ * file is removed first: otherwise it would be the only trace of the profile left on the machine.
+ * It is removed only while the path still names the locked file, because once a holder removed it
+ * (as `down` does), the path may name a new file that another process has locked.
+ */
+async function releaseLock(profile: string, handle: FileHandle): Promise<void> {
+  try {
+    if (!(await pathExists(profileStateDir(profile))) && (await isSameFile(handle, lockFile(profile)))) await removeLockFile(profile);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
   }
 }
 

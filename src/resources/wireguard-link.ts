@@ -6,7 +6,8 @@
 import { readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { WireGuardConfig } from "../profile/types.js";
-import { run, type RunOptions } from "../tools/exec.js";
+import { formatCommand, run, type RunOptions } from "../tools/exec.js";
+import { CommandError } from "../core/errors.js";
 import { sleep } from "./namespace.js";
 
 export type WireGuardBackend = "kernel" | "wireguard-go";
@@ -60,8 +61,9 @@ export async function createLink(setting: WireGuardBackendSetting, interfaceName
   const attempt = await run(kernel.argv, { ...kernel.options, allowFailure: true });
   if (!attempt.failed) return "kernel";
   if (!NO_KERNEL_SUPPORT.test(attempt.stderr)) {
-    // A real failure, such as a name clash: report it as a kernel failure would be.
-    await run(kernel.argv, kernel.options);
+    // A real failure, such as a name clash, is reported as it happened. Running the command again
+    // could report another error, or create the link and then clash with wireguard-go.
+    throw new CommandError({ intent: kernel.options.intent, command: formatCommand(kernel.argv), exitCode: attempt.exitCode, stderr: attempt.stderr });
   }
   const userspace = planCreateLink("wireguard-go", interfaceName);
   await run(userspace.argv, userspace.options);
