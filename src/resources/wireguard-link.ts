@@ -3,7 +3,7 @@
  * configured there, so endpoint host names resolve with the host's DNS; then it moves into the
  * profile's namespace. Kernel WireGuard and wireguard-go differ only in how the link is created.
  */
-import { readdir, readFile, rm } from "node:fs/promises";
+import { readdir, readFile, readlink, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { WireGuardConfig } from "../profile/types.js";
 import { formatCommand, run, type RunOptions } from "../tools/exec.js";
@@ -84,15 +84,21 @@ export function renderWgConfig(config: WireGuardConfig): string {
   return lines.join("\n") + "\n";
 }
 
-/** PIDs of the wireguard-go daemons that serve this interface name. */
+/**
+ * PIDs of the wireguard-go daemons that serve this interface name. vpnns starts them in its own
+ * network namespace, so daemons of the same name elsewhere (a container or another sandbox that
+ * shares the PID namespace) belong to another network stack and are not returned.
+ */
 export async function findUserspaceDaemons(interfaceName: string): Promise<number[]> {
+  const ownNamespace = await readlink("/proc/self/ns/net");
   const pids: number[] = [];
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8")).split("\0");
       const program = argv[0]?.split("/").pop();
-      if (program === "wireguard-go" && argv.slice(1).includes(interfaceName)) pids.push(Number(entry));
+      if (program !== "wireguard-go" || !argv.slice(1).includes(interfaceName)) continue;
+      if ((await readlink(`/proc/${entry}/ns/net`)) === ownNamespace) pids.push(Number(entry));
     } catch {
       // The process ended while it was read.
     }

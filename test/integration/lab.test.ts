@@ -56,7 +56,7 @@ function profileValue(profileText: string, key: string): string | undefined {
   return line?.slice(key.length + 3);
 }
 
-/** Lists running wireguard-go processes with the interface each was started for, leaving out zombies. */
+/** Lists this sandbox's running wireguard-go processes with the interface each was started for, leaving out zombies. */
 async function wireguardGoProcesses(): Promise<Array<{ pid: number; interfaceName: string }>> {
   const found = [];
   for (const entry of await readdir("/proc")) {
@@ -64,6 +64,10 @@ async function wireguardGoProcesses(): Promise<Array<{ pid: number; interfaceNam
     try {
       const stat = await readFile(`/proc/${entry}/stat`, "utf8");
       if (!stat.includes("(wireguard-go)") || stat.slice(stat.lastIndexOf(")") + 2)[0] === "Z") continue;
+      // Daemons of other sandboxes running at the same time lack this run's VPNNS_SANDBOX_ID.
+      const sandboxId = process.env.VPNNS_SANDBOX_ID;
+      const environment = (await readFile(`/proc/${entry}/environ`, "utf8")).split("\0");
+      if (sandboxId !== undefined && !environment.includes(`VPNNS_SANDBOX_ID=${sandboxId}`)) continue;
       const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8")).split("\0");
       found.push({ pid: Number(entry), interfaceName: argv[1] ?? "" });
     } catch {
