@@ -28,13 +28,13 @@ export function registerSettingsCommands(program: Command): void {
     .description("change a setting: wireguard-backend (auto, kernel, wireguard-go) or firewall-backend (auto, nft, iptables)")
     .argument("<name>", "setting name")
     .argument("<value>", "new value")
-    .action((name: string, value: string) => {
+    .action(async (name: string, value: string) => {
       const setting = SETTING_NAMES[name];
       if (!setting) throw new UsageError(`unknown setting ${JSON.stringify(name)}; expected one of: ${Object.keys(SETTING_NAMES).join(", ")}`);
       if (!setting.values.includes(value)) {
         throw new UsageError(`invalid value ${JSON.stringify(value)} for ${name}; expected one of: ${setting.values.join(", ")}`);
       }
-      writeSetting(setting.key, value as never);
+      await writeSetting(setting.key, value as never);
       info(`${name} = ${value} (${settingsFile()}); it applies to profiles brought up from now on`);
     });
 }

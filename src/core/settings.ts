@@ -1,6 +1,6 @@
 /** Machine-wide settings in <config>/settings.json, stored with conf and validated by its schema. */
-import Conf from "conf";
-import { existsSync, mkdirSync } from "node:fs";
+import type Conf from "conf";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { configDir } from "./paths.js";
 import { UsageError } from "./errors.js";
@@ -25,7 +25,8 @@ export function settingsFile(): string {
   return join(configDir(), "settings.json");
 }
 
-function openSettings(): Conf<Settings> {
+async function openSettings(): Promise<Conf<Settings>> {
+  const { default: Conf } = await import("conf");
   try {
     return new Conf<Settings>({
       cwd: configDir(),
@@ -42,15 +43,38 @@ function openSettings(): Conf<Settings> {
   }
 }
 
-/** Read the settings; a missing file means the defaults, and reading never creates it. */
+/**
+ * Read the settings; a missing file means the defaults, and reading never creates it. Reading
+ * checks the values by hand against the same lists as the schema, so commands that only read do
+ * not load conf and compile its schema.
+ */
 export function readSettings(): Settings {
-  if (!existsSync(settingsFile())) return { ...DEFAULT_SETTINGS };
-  return { ...DEFAULT_SETTINGS, ...openSettings().store };
+  const file = settingsFile();
+  if (!existsSync(file)) return { ...DEFAULT_SETTINGS };
+  let stored: unknown;
+  try {
+    stored = JSON.parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new UsageError(`invalid settings file ${file}: ${(error as Error).message}; fix or delete the file`, { cause: error });
+  }
+  if (typeof stored !== "object" || stored === null || Array.isArray(stored)) {
+    throw new UsageError(`invalid settings file ${file}: expected a JSON object; fix or delete the file`);
+  }
+  const settings = { ...DEFAULT_SETTINGS };
+  for (const [key, value] of Object.entries(stored)) {
+    const allowed = (settingsSchema as Record<string, { enum: readonly string[] }>)[key]?.enum;
+    if (allowed === undefined) continue;
+    if (!allowed.includes(value as string)) {
+      throw new UsageError(`invalid settings file ${file}: ${key} is ${JSON.stringify(value)}, expected one of ${allowed.join(", ")}; fix or delete the file`);
+    }
+    (settings as Record<string, unknown>)[key] = value;
+  }
+  return settings;
 }
 
-export function writeSetting<K extends keyof Settings>(key: K, value: Settings[K]): void {
+export async function writeSetting<K extends keyof Settings>(key: K, value: Settings[K]): Promise<void> {
   mkdirSync(configDir(), { recursive: true, mode: 0o700 });
-  const store = openSettings();
+  const store = await openSettings();
   try {
     store.set(key, value);
   } catch (error) {

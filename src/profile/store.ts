@@ -2,7 +2,7 @@
  * Profiles on disk: one JSON file per profile in <config>/profiles, written and read with conf and
  * validated by its schema. Profiles hold private keys, so files are mode 0600 in 0700 folders.
  */
-import Conf from "conf";
+import type Conf from "conf";
 import { chmod, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { basename, extname, resolve } from "node:path";
 import { configDir, profileFile, profilesDir } from "../core/paths.js";
@@ -12,7 +12,9 @@ import { MAX_CONFIG_BYTES, parseWgQuick } from "./wgquick.js";
 import { profileRootSchema, profileSchema, validateStoredProfile } from "./schema.js";
 import type { Profile } from "./types.js";
 
-function openStore(name: string, defaults?: Profile): Conf<Profile> {
+/** Open a profile's conf store. conf and its schema compiler load only here, on the import path. */
+async function openStore(name: string, defaults?: Profile): Promise<Conf<Profile>> {
+  const { default: Conf } = await import("conf");
   return new Conf<Profile>({
     cwd: profilesDir(),
     configName: name,
@@ -69,7 +71,7 @@ export async function importProfile(file: string, options: { name?: string; forc
   const profile: Profile = { name, ...config, source: resolve(file), importedAt: new Date().toISOString() };
   await ensureFolders();
   if (exists) await rm(target);
-  const store = openStore(name, profile);
+  const store = await openStore(name, profile);
   store.store = profile;
   await chmod(target, 0o600);
   return { profile, warnings, replaced: exists };
@@ -107,16 +109,11 @@ export async function loadProfile(name: string): Promise<Profile> {
     const octal = (mode & 0o777).toString(8).padStart(4, "0");
     throw new UsageError(`profile file ${file} has mode ${octal}, but it holds a private key and must be readable by root only: run chmod 600 ${file}`);
   }
-  // The hand check first, because its messages name the JSON path and the value; then conf's schema.
+  // Reading skips conf: the hand check covers everything the schema does, names the JSON path and
+  // the value in its messages, and spares every command the schema compilation.
   let value: unknown;
   try {
     value = JSON.parse(await readFile(file, "utf8"));
-  } catch (error) {
-    throw new UsageError(`invalid profile file ${file}: ${(error as Error).message}; fix it or import the profile again with --force`, { cause: error });
-  }
-  validateStoredProfile(value, file);
-  try {
-    value = openStore(name).store;
   } catch (error) {
     throw new UsageError(`invalid profile file ${file}: ${(error as Error).message}; fix it or import the profile again with --force`, { cause: error });
   }
