@@ -22,7 +22,11 @@ export function formatAge(seconds: number | null): string {
 
 export function formatReport(report: ProfileReport): string {
   const lines = [`${report.profile}: ${report.state}`];
-  if (report.state === "down") return lines[0]!;
+  const apps = [...report.apps, ...(report.isDefault ? ["(default profile)"] : [])];
+  if (report.state === "down") {
+    if (apps.length > 0) lines.push(`  apps:       ${apps.join(", ")}`);
+    return lines.join("\n");
+  }
   const backend = report.wireguardBackend ? ` (${report.wireguardBackend})` : "";
   lines.push(`  namespace:  ${report.namespace}`, `  interface:  ${report.interface}${backend}`);
   for (const peer of report.peers) {
@@ -32,7 +36,8 @@ export function formatReport(report: ProfileReport): string {
       `  transfer:   ${formatBytes(peer.rxBytes)} received, ${formatBytes(peer.txBytes)} sent`,
     );
   }
-  const processes = report.processes.map((entry) => `${entry.pid} ${entry.command} (uid ${entry.uid})`);
+  const processes = report.processes.map((entry) => `${entry.pid} ${entry.command} (uid ${entry.uid}${entry.app ? `, app ${entry.app}` : ""})`);
+  if (apps.length > 0) lines.push(`  apps:       ${apps.join(", ")}`);
   lines.push(`  processes:  ${processes.length === 0 ? "none" : processes.join(", ")}`);
   for (const problem of report.problems) lines.push(`  problem:    ${problem}`);
   return lines.join("\n");

@@ -1,6 +1,6 @@
 /** `vpnns up`, `down`, `status` and `run`. */
-import type { Command } from "commander";
-import { loadProfile, listProfileNames } from "../profile/store.js";
+import { Option, type Command } from "commander";
+import { loadProfile } from "../profile/store.js";
 import { validateProfileName } from "../core/names.js";
 import { UsageError } from "../core/errors.js";
 import { info } from "../core/log.js";
@@ -11,17 +11,25 @@ import { otherLiveRuns, readState, registerRun, unregisterRun, writeState } from
 import { knownProfiles, reportProfile } from "../core/status.js";
 import { processesInside } from "../resources/namespace.js";
 import { resolveTargetUser } from "../core/user.js";
-import { runApp } from "../core/app.js";
-import { addUpOptions, addVerboseOption, handshakeTimeoutMs, type UpFlags } from "./options.js";
+import { launchApp } from "../apps/launch.js";
+import { appOfCommand, chooseProfile } from "../apps/assignments.js";
+import { upWithRetry } from "../core/retry.js";
+import { addUpOptions, addVerboseOption, handshakeTimeoutMs, parseSeconds, type UpFlags } from "./options.js";
 import { formatReport } from "./format.js";
 
 export function registerLifecycleCommands(program: Command): void {
   addUpOptions(addVerboseOption(program.command("up")))
     .description("build the profile's namespace, tunnel and kill-switch (nothing changes when it is already up)")
     .argument("<profile>", "profile name")
-    .action(async (name: string, flags: UpFlags) => {
+    .addOption(
+      new Option("--retry-for <seconds>", "on no handshake or an endpoint name that does not resolve, retry for this many seconds, then fail")
+        .argParser(parseSeconds),
+    )
+    .action(async (name: string, flags: UpFlags & { retryFor?: number }) => {
       const profile = await loadProfile(name);
-      const result = await up(profile, { handshakeTimeoutMs: handshakeTimeoutMs(flags) });
+      const options = { handshakeTimeoutMs: handshakeTimeoutMs(flags) };
+      const result =
+        flags.retryFor === undefined ? await up(profile, options) : await upWithRetry(profile, { ...options, retryForMs: flags.retryFor });
       if (result.state.autoDown) await writeState({ ...result.state, autoDown: false });
       if (!result.changed) {
         info(`profile ${name} is already up; nothing changed`);
@@ -67,7 +75,7 @@ export function registerLifecycleCommands(program: Command): void {
 
   addUpOptions(addVerboseOption(program.command("run")))
     .description("run a command inside a profile as the invoking user, and exit with its exit code")
-    .option("-p, --profile <name>", "profile to run in (default: the only stored profile)")
+    .option("-p, --profile <name>", "profile to run in (default: the app's profile from 'vpnns app set', else the default profile)")
     .option("--keep", "leave the profile up when the command ends")
     .option("--user <name>", "run as this user instead of the invoking one")
     .option("--as-root", "run as root")
@@ -89,16 +97,8 @@ function reportCleanup(result: CleanupResult): void {
   for (const link of result.interfaces) info(`removed stray interface ${link}`);
 }
 
-async function chooseProfile(requested: string | undefined): Promise<string> {
-  if (requested !== undefined) return requested;
-  const names = await listProfileNames();
-  if (names.length === 1) return names[0]!;
-  const known = names.length === 0 ? "no profiles are stored; import one with: vpnns profile import FILE" : `choose one of: ${names.join(", ")}`;
-  throw new UsageError(`no profile given: add --profile NAME; ${known}`);
-}
-
 async function runInProfile(command: string[], flags: UpFlags & { profile?: string; keep?: boolean; user?: string; asRoot?: boolean }): Promise<number> {
-  const name = await chooseProfile(flags.profile);
+  const { profile: name } = await chooseProfile(flags.profile, appOfCommand(command));
   const profile = await loadProfile(name);
   const user = await resolveTargetUser({ user: flags.user, asRoot: flags.asRoot });
 
@@ -115,7 +115,7 @@ async function runInProfile(command: string[], flags: UpFlags & { profile?: stri
   }
 
   try {
-    return await runApp({ namespace, user, command });
+    return await launchApp({ profile: name, namespace, user, command });
   } finally {
     // A second Ctrl-C while the profile goes down must not leave it half-removed.
     const ignore = () => {};

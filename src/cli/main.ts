@@ -9,6 +9,8 @@ import { registerProfileCommands } from "./profile-commands.js";
 import { registerLifecycleCommands } from "./lifecycle-commands.js";
 import { registerDemoCommand } from "./demo-command.js";
 import { registerSettingsCommands } from "./settings-commands.js";
+import { registerAppCommands } from "./app-commands.js";
+import { registerSystemdCommands } from "./systemd-commands.js";
 import { addVerboseOption } from "./options.js";
 
 const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
@@ -23,7 +25,9 @@ function buildProgram(): Command {
   addVerboseOption(program);
   registerProfileCommands(program);
   registerLifecycleCommands(program);
+  registerAppCommands(program);
   registerSettingsCommands(program);
+  registerSystemdCommands(program);
   registerDemoCommand(program);
 
   program.hook("preAction", async (_program, action) => {

@@ -5,7 +5,7 @@ import { VpnnsError } from "../core/errors.js";
 import { info } from "../core/log.js";
 
 /** Variables carried through sudo, which would otherwise reset them. */
-const PRESERVED_VARIABLES = [...DESKTOP_VARIABLES, "VPNNS_CONFIG_DIR", "VPNNS_STATE_DIR"];
+const PRESERVED_VARIABLES = [...DESKTOP_VARIABLES, "VPNNS_CONFIG_DIR", "VPNNS_STATE_DIR", "VPNNS_SYSTEMD_DIR"];
 
 export function isRoot(): boolean {
   return process.getuid?.() === 0;
@@ -20,7 +20,7 @@ export async function ensureRoot(commandName: string): Promise<void> {
   const preserved = [...PRESERVED_VARIABLES, ...Object.keys(process.env).filter((key) => key.startsWith("LC_"))];
   const entry = process.argv[1];
   if (entry === undefined) throw new VpnnsError("cannot re-run vpnns through sudo: the path of its script is unknown");
-  info(`'vpnns ${commandName}' creates network namespaces and WireGuard interfaces, which needs root: asking sudo (apps still run as you)`);
+  info(`'vpnns ${commandName}' needs root, because vpnns manages network namespaces, WireGuard interfaces and files that only root may read: asking sudo (apps still run as you)`);
   const result = await execa("sudo", [`--preserve-env=${preserved.join(",")}`, "--", process.execPath, entry, ...process.argv.slice(2)], {
     stdio: "inherit",
     reject: false,

@@ -18,6 +18,10 @@ export const DESKTOP_VARIABLES = [
   "WAYLAND_DISPLAY",
   "XAUTHORITY",
   "XDG_RUNTIME_DIR",
+  "XDG_DATA_HOME",
+  "XDG_DATA_DIRS",
+  "XDG_SESSION_TYPE",
+  "XDG_CURRENT_DESKTOP",
   "DBUS_SESSION_BUS_ADDRESS",
   "PULSE_SERVER",
   "LANG",
@@ -65,10 +69,11 @@ const FORWARDED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 /**
  * Start the app with the caller's stdin, stdout and stderr, forward SIGINT, SIGTERM and SIGHUP,
- * and return its exit code, or 128 + N when signal N ended it.
+ * and return its exit code, or 128 + N when signal N ended it. The app's environment is built from
+ * `env`, by default vpnns' own.
  */
-export async function runApp(options: { namespace: string; user: TargetUser; command: string[] }): Promise<number> {
-  const env = appEnvironment(options.user);
+export async function runApp(options: { namespace: string; user: TargetUser; command: string[]; env?: NodeJS.ProcessEnv }): Promise<number> {
+  const env = appEnvironment(options.user, options.env);
   const [program = ""] = options.command;
   if (findProgram(program, env.PATH ?? "") === undefined) {
     throw new VpnnsError(`command not found: ${program}; check the name or give its full path`, { exitCode: EXIT_COMMAND_NOT_FOUND });

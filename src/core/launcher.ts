@@ -20,6 +20,7 @@ import { createNamespaceUndo, namespaceExists, endProcessesInside } from "../res
 import { chooseFirewallBackend, hasKillSwitch } from "../resources/firewall.js";
 import { createLink, findUserspaceDaemons, stopUserspaceDaemons, type PlannedCommand } from "../resources/wireguard-link.js";
 import { removeDnsFiles, writeDnsFiles } from "../resources/dns.js";
+import { readPingGroupRange } from "../resources/ping-group-range.js";
 
 export interface UpOptions {
   /** Milliseconds to wait for the first handshake; 0 skips the wait. */
@@ -65,7 +66,8 @@ async function build(profile: Profile, options: UpOptions): Promise<ProfileState
   const settings = readSettings();
   const firewallBackend = await chooseFirewallBackend(settings.firewallBackend);
   const wireguardBackend = settings.wireguardBackend === "auto" ? "kernel" : settings.wireguardBackend;
-  const steps = planUp(profile, { wireguardBackend, firewallBackend });
+  const pingGroupRange = await readPingGroupRange();
+  const steps = planUp(profile, { wireguardBackend, firewallBackend, pingGroupRange });
   const state: ProfileState = {
     profile: profile.name,
     namespace: namespaceName(profile.name),

@@ -7,6 +7,7 @@ import { interfaceName, namespaceName } from "./names.js";
 import { renderIptablesRules, renderNftRuleset, type FirewallBackend } from "../resources/firewall.js";
 import { planCreateLink, planMoveLink, renderWgConfig, type PlannedCommand, type WireGuardBackend } from "../resources/wireguard-link.js";
 import { netnsExec } from "../tools/ip.js";
+import { planPingGroupRange } from "../resources/ping-group-range.js";
 import { profileStateDir } from "./paths.js";
 import { join } from "node:path";
 
@@ -26,6 +27,8 @@ export interface PlanOptions {
   /** The backend that creates the link; "auto" plans the kernel command, tried first. */
   wireguardBackend: WireGuardBackend;
   firewallBackend: FirewallBackend;
+  /** The host's net.ipv4.ping_group_range ("low high"), copied into the namespace unless undefined. */
+  pingGroupRange?: string;
 }
 
 /** Where the `wg setconf` input lives for the moment that the command runs. */
@@ -48,6 +51,7 @@ export function planUp(profile: Profile, options: PlanOptions): PlannedStep[] {
       commands: [
         { argv: ["ip", "netns", "add", namespace], options: { intent: `create namespace ${namespace}`, mutates: true } },
         { argv: ["ip", "-n", namespace, "link", "set", "dev", "lo", "up"], options: { intent: `bring up loopback in ${namespace}`, mutates: true } },
+        ...(options.pingGroupRange === undefined ? [] : [planPingGroupRange(namespace, options.pingGroupRange)]),
       ],
     },
     { id: "firewall", description: `install the kill-switch in ${namespace}`, commands: planKillSwitch(profile, namespace, link, options.firewallBackend) },

@@ -1,10 +1,12 @@
-/** The report behind `vpnns status`: a profile's state, tunnel figures and the processes inside. */
+/** The report behind `vpnns status`: a profile's state, tunnel figures, assigned apps and the processes inside. */
 import { interfaceName, namespaceName } from "./names.js";
 import { readState, profilesWithState } from "./state.js";
 import { checkHealth } from "./launcher.js";
 import { showInterface } from "../tools/wg.js";
 import { processesInside, type ProcessInfo } from "../resources/namespace.js";
 import { listProfileNames } from "../profile/store.js";
+import { appsOfProfile, readAssignments } from "../apps/assignments.js";
+import { appOfProcessName } from "../apps/single-instance.js";
 
 export interface PeerReport {
   publicKey: string;
@@ -13,6 +15,11 @@ export interface PeerReport {
   latestHandshakeAgeSeconds: number | null;
   rxBytes: number;
   txBytes: number;
+}
+
+export interface ProcessReport extends ProcessInfo {
+  /** Name of the assigned or known app that the process is, matched by its name, such as "firefox", or null. */
+  app: string | null;
 }
 
 export interface ProfileReport {
@@ -24,7 +31,11 @@ export interface ProfileReport {
   firewallBackend: string | null;
   upSince: string | null;
   peers: PeerReport[];
-  processes: ProcessInfo[];
+  processes: ProcessReport[];
+  /** Apps assigned to the profile with `vpnns app set`, sorted. */
+  apps: string[];
+  /** Whether `vpnns run` uses this profile for apps without an assignment. */
+  isDefault: boolean;
   /** Reasons a profile is "broken" or "building", empty otherwise. */
   problems: string[];
 }
@@ -33,6 +44,8 @@ export async function reportProfile(profile: string, now = Date.now()): Promise<
   const namespace = namespaceName(profile);
   const link = interfaceName(profile);
   const state = await readState(profile);
+  const assignments = await readAssignments();
+  const apps = appsOfProfile(assignments, profile);
   const report: ProfileReport = {
     profile,
     state: "down",
@@ -43,6 +56,8 @@ export async function reportProfile(profile: string, now = Date.now()): Promise<
     upSince: state?.upAt ?? null,
     peers: [],
     processes: [],
+    apps,
+    isDefault: assignments.defaultProfile === profile,
     problems: [],
   };
   if (!state) return report;
@@ -58,7 +73,7 @@ export async function reportProfile(profile: string, now = Date.now()): Promise<
     rxBytes: peer.rxBytes,
     txBytes: peer.txBytes,
   }));
-  report.processes = await processesInside(namespace);
+  report.processes = (await processesInside(namespace)).map((entry) => ({ ...entry, app: appOfProcessName(entry.command, apps) ?? null }));
   return report;
 }
 

@@ -37,19 +37,36 @@ describe("planUp", () => {
   });
 
   it("differs between backends only in link creation", () => {
-    const kernel = planUp(profile(), { wireguardBackend: "kernel", firewallBackend: "nft" });
-    const userspace = planUp(profile(), { wireguardBackend: "wireguard-go", firewallBackend: "nft" });
+    const kernel = planUp(profile(), { wireguardBackend: "kernel", firewallBackend: "nft", pingGroupRange: "0 2147483647" });
+    const userspace = planUp(profile(), { wireguardBackend: "wireguard-go", firewallBackend: "nft", pingGroupRange: "0 2147483647" });
     const withoutLink = (plan: typeof kernel) => commandLines(plan.filter((step) => step.id !== "link"));
     expect(withoutLink(kernel)).toEqual(withoutLink(userspace));
     expect(commandLines(kernel)).toEqual([
       ["ip", "netns", "add", "vpnns-home"],
       ["ip", "-n", "vpnns-home", "link", "set", "dev", "lo", "up"],
+      ["ip", "netns", "exec", "vpnns-home", "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647"],
       ["ip", "netns", "exec", "vpnns-home", "nft", "-f", "-"],
       ["ip", "link", "add", "dev", "vns-home", "type", "wireguard"],
       ["wg", "setconf", "vns-home", "/run/vpnns/home/wg-setconf.conf"],
       ["ip", "link", "set", "dev", "vns-home", "netns", "vpnns-home"],
       ["ip", "-n", "vpnns-home", "-batch", "-"],
     ]);
+  });
+
+  it("copies ping group range in namespace step", () => {
+    const plan = planUp(profile(), { wireguardBackend: "kernel", firewallBackend: "nft", pingGroupRange: "1000 1000" });
+    const namespace = plan.find((step) => step.id === "namespace")!;
+    expect(namespace.commands.map((command) => command.argv)).toEqual([
+      ["ip", "netns", "add", "vpnns-home"],
+      ["ip", "-n", "vpnns-home", "link", "set", "dev", "lo", "up"],
+      ["ip", "netns", "exec", "vpnns-home", "sysctl", "-q", "-w", "net.ipv4.ping_group_range=1000 1000"],
+    ]);
+    expect(namespace.commands[2]!.options.mutates).toBe(true);
+  });
+
+  it("plans no sysctl without ping group range", () => {
+    const plan = planUp(profile(), { wireguardBackend: "kernel", firewallBackend: "nft" });
+    for (const argv of commandLines(plan)) expect(argv).not.toContain("sysctl");
   });
 
   it("keeps keys off every command line", () => {
