@@ -3,7 +3,7 @@
  * undo before it runs, and a failure or a signal unwinds everything made so far. `down` removes what
  * a profile owns by name, so it also cleans what a crashed run left behind.
  */
-import { rm, stat, writeFile } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
 import type { Profile } from "../profile/types.js";
 import { interfaceName, namespaceName } from "./names.js";
 import { netnsEtcDir } from "./paths.js";
@@ -21,6 +21,7 @@ import { chooseFirewallBackend, hasKillSwitch } from "../resources/firewall.js";
 import { createLink, findUserspaceDaemons, stopUserspaceDaemons, type PlannedCommand } from "../resources/wireguard-link.js";
 import { removeDnsFiles, writeDnsFiles } from "../resources/dns.js";
 import { readPingGroupRange } from "../resources/ping-group-range.js";
+import { pathExists } from "./files.js";
 
 export interface UpOptions {
   /** Milliseconds to wait for the first handshake; 0 skips the wait. */
@@ -296,12 +297,3 @@ function signalNumber(signal: NodeJS.Signals): number {
   return { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 }[signal as "SIGHUP" | "SIGINT" | "SIGTERM"] ?? 0;
 }
 
-
-async function pathExists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -9,6 +9,7 @@ import { mkdir, open, rm, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { profileStateDir, stateDir } from "./paths.js";
 import { VpnnsError } from "./errors.js";
+import { pathExists } from "./files.js";
 
 export interface Lock {
   release(): Promise<void>;
@@ -53,15 +54,6 @@ async function releaseLock(profile: string, handle: FileHandle): Promise<void> {
     if (!(await pathExists(profileStateDir(profile))) && (await isSameFile(handle, lockFile(profile)))) await removeLockFile(profile);
   } finally {
     await handle.close();
-  }
-}
-
-async function pathExists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 

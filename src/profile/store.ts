@@ -11,6 +11,7 @@ import { UsageError } from "../core/errors.js";
 import { MAX_CONFIG_BYTES, parseWgQuick } from "./wgquick.js";
 import { profileRootSchema, profileSchema, validateStoredProfile } from "./schema.js";
 import type { Profile } from "./types.js";
+import { pathExists } from "../core/files.js";
 
 /** Open a profile's conf store. conf and its schema compiler load only here, on the import path. */
 async function openStore(name: string, defaults?: Profile): Promise<Conf<Profile>> {
@@ -146,13 +147,4 @@ export function redactProfile(profile: Profile): Profile {
     interface: { ...profile.interface, privateKey: "(hidden)" },
     peers: profile.peers.map((peer) => (peer.presharedKey === undefined ? peer : { ...peer, presharedKey: "(hidden)" })),
   };
-}
-
-async function pathExists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
