@@ -1,7 +1,7 @@
 /**
  * `vpnns demo`: the main job end to end with no VPN account. It re-executes itself inside private
- * mount and network namespaces (so the machine's own network, /etc and /run stay untouched even
- * after a crash), builds a local WireGuard provider there with the lab, and drives the real vpnns
+ * mount and network namespaces, so the machine's own network, /etc and /run stay untouched even
+ * after a crash. There it builds a local WireGuard provider with the lab and drives the real vpnns
  * commands against it, printing one checked line per guarantee.
  */
 import { execa } from "execa";
