@@ -43,9 +43,11 @@ export function registerLifecycleCommands(program: Command): void {
     .argument("[profile]", "profile name")
     .option("--all", "take every profile down")
     .action(async (name: string | undefined, options: { all?: boolean }) => {
-      if (options.all === (name !== undefined)) throw new UsageError("give either a profile name or --all");
+      if (Boolean(options.all) === (name !== undefined)) throw new UsageError("give either a profile name or --all, as in: vpnns down work");
       if (options.all) {
-        reportCleanup(await cleanup());
+        const result = await cleanup();
+        reportCleanup(result);
+        if (result.profiles.every((entry) => !entry.result.removed) && result.interfaces.length === 0) info("no profile is up; nothing to remove");
         return;
       }
       validateProfileName(name!);
@@ -53,7 +55,7 @@ export function registerLifecycleCommands(program: Command): void {
     });
 
   addVerboseOption(program.command("cleanup"))
-    .description("remove what crashed runs left: vpnns-* namespaces, vns-* interfaces, wireguard-go daemons, DNS files and state")
+    .description("take every profile down and remove what crashed runs left: vpnns-* namespaces, vns-* interfaces, wireguard-go daemons, DNS files and state")
     .action(async () => {
       const result = await cleanup();
       reportCleanup(result);
@@ -65,7 +67,7 @@ export function registerLifecycleCommands(program: Command): void {
     .argument("[profile]", "profile name (default: every profile)")
     .option("--json", "print JSON")
     .action(async (name: string | undefined, options: { json?: boolean }) => {
-      if (name !== undefined) validateProfileName(name);
+      if (name !== undefined) await requireKnownProfile(name);
       const names = name !== undefined ? [name] : await knownProfiles();
       const reports = await Promise.all(names.map((profile) => reportProfile(profile)));
       if (options.json) console.log(JSON.stringify(name !== undefined ? reports[0] : reports, null, 2));
@@ -84,6 +86,15 @@ export function registerLifecycleCommands(program: Command): void {
     .action(async (command: string[], flags: UpFlags & { profile?: string; keep?: boolean; user?: string; asRoot?: boolean }) => {
       process.exitCode = await runInProfile(command, flags);
     });
+}
+
+/** Reject a name that is neither a stored profile nor one with runtime state (exit code 2). */
+async function requireKnownProfile(name: string): Promise<void> {
+  validateProfileName(name);
+  const known = await knownProfiles();
+  if (known.includes(name)) return;
+  const choices = known.length > 0 ? `known profiles: ${known.join(", ")}` : "no profiles are stored yet";
+  throw new UsageError(`profile ${name} not found; ${choices}`);
 }
 
 function reportDown(profile: string, result: TeardownResult): void {

@@ -7,6 +7,7 @@ import { UsageError } from "../core/errors.js";
 import { info, warn } from "../core/log.js";
 import { down } from "../core/launcher.js";
 import { reportProfile } from "../core/status.js";
+import { appsOfProfile, readAssignments } from "../apps/assignments.js";
 import { addVerboseOption } from "./options.js";
 import { formatProfile } from "./format.js";
 
@@ -59,5 +60,9 @@ export function registerProfileCommands(program: Command): void {
       }
       await removeProfileFile(name);
       info(`removed profile ${name}`);
+      const assignments = await readAssignments();
+      const apps = appsOfProfile(assignments, name);
+      if (apps.length > 0) warn(`apps still assigned to ${name}: ${apps.join(", ")}; change them with 'vpnns app set APP PROFILE' or 'vpnns app unset APP'`);
+      if (assignments.defaultProfile === name) warn(`${name} is still the default profile; choose another with 'vpnns profile default NAME' or clear it with --clear`);
     });
 }

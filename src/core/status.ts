@@ -1,6 +1,6 @@
 /** The report behind `vpnns status`: a profile's state, tunnel figures, assigned apps and the processes inside. */
 import { interfaceName, namespaceName } from "./names.js";
-import { readState, profilesWithState } from "./state.js";
+import { isProcessAlive, readState, profilesWithState } from "./state.js";
 import { checkHealth } from "./launcher.js";
 import { showInterface } from "../tools/wg.js";
 import { processesInside, type ProcessInfo } from "../resources/namespace.js";
@@ -63,7 +63,8 @@ export async function reportProfile(profile: string, now = Date.now()): Promise<
   if (!state) return report;
 
   report.problems = await checkHealth(state);
-  if (state.phase === "building") report.state = "building";
+  // A setup whose process died is not going to finish: report it as broken, not as building.
+  if (state.phase === "building" && isProcessAlive(state.ownerPid)) report.state = "building";
   else report.state = report.problems.length > 0 ? "broken" : "up";
   const wireguard = await showInterface(namespace, link);
   report.peers = (wireguard?.peers ?? []).map((peer) => ({

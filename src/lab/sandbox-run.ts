@@ -81,7 +81,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     await prepareSandbox();
   } catch (error) {
-    warn(`sandbox: failed to prepare: ${errorMessage(error)}`);
+    process.stderr.write(`vpnns: error: sandbox: failed to prepare: ${errorMessage(error)}\n`);
     return EXIT_FAILURE;
   }
 

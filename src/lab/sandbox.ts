@@ -147,13 +147,21 @@ export async function prepareSandbox(): Promise<void> {
 
   await run(["ip", "link", "set", "lo", "up"], { intent: "bring up loopback", mutates: true });
 
-  await run(["mount", "-t", "tmpfs", "-o", "mode=0700", "vpnns-sandbox", STAGING_DIR], {
-    intent: `mount the sandbox's staging tmpfs on ${STAGING_DIR}`,
-    mutates: true,
-  });
-  await mountOverlay("/etc", `${STAGING_DIR}/etc/upper`, `${STAGING_DIR}/etc/work`);
-  await mountOverlay("/run", `${STAGING_DIR}/run/upper`, `${STAGING_DIR}/run/work`);
-  await run(["umount", STAGING_DIR], { intent: `unmount the staging tmpfs from ${STAGING_DIR}`, mutates: true });
+  // While the staging tmpfs covers /tmp, a working folder under /tmp (a clone there, say) does not
+  // resolve, and every command started from it would fail: so work from / until it is unmounted.
+  const workingFolder = process.cwd();
+  process.chdir("/");
+  try {
+    await run(["mount", "-t", "tmpfs", "-o", "mode=0700", "vpnns-sandbox", STAGING_DIR], {
+      intent: `mount the sandbox's staging tmpfs on ${STAGING_DIR}`,
+      mutates: true,
+    });
+    await mountOverlay("/etc", `${STAGING_DIR}/etc/upper`, `${STAGING_DIR}/etc/work`);
+    await mountOverlay("/run", `${STAGING_DIR}/run/upper`, `${STAGING_DIR}/run/work`);
+    await run(["umount", STAGING_DIR], { intent: `unmount the staging tmpfs from ${STAGING_DIR}`, mutates: true });
+  } finally {
+    process.chdir(workingFolder);
+  }
 
   await mkdir("/etc/netns", { recursive: true });
   for (const directory of PRIVATE_RUN_DIRS) await mountTmpfs(directory, `vpnns-sandbox-${directory.split("/").pop()}`);

@@ -6,7 +6,7 @@
  */
 import net from "node:net";
 import { parseArgs } from "node:util";
-import { info, warn } from "../core/log.js";
+import { warn } from "../core/log.js";
 import { startDnsServer, type HostRecords } from "./dns-server.js";
 import { createRequestHandler, startHttpService } from "./http-server.js";
 import { PROVIDER_SERVICE, READY_LINE, SERVICE_HTTP_PORT } from "./topology.js";
@@ -40,10 +40,10 @@ async function main(): Promise<void> {
   const dns = await startDnsServer({ zone, addresses, onError: report });
 
   let stopping = false;
-  const stop = (reason: string): void => {
+  // A stop is the normal end of a lab, so it goes unlogged and the demo's summary stays its last line.
+  const stop = (): void => {
     if (stopping) return;
     stopping = true;
-    info(`lab servers: stopping (${reason})`);
     Promise.all([http.close(), dns.close()]).then(
       () => process.exit(0),
       (error: unknown) => {
@@ -52,10 +52,10 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.stdin.on("end", () => stop("stdin closed"));
-  process.stdin.on("error", () => stop("stdin failed"));
+  process.on("SIGTERM", () => stop());
+  process.on("SIGINT", () => stop());
+  process.stdin.on("end", () => stop());
+  process.stdin.on("error", () => stop());
   process.stdin.resume();
 
   process.stdout.write(`${READY_LINE}\n`);

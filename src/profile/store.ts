@@ -12,6 +12,7 @@ import { MAX_CONFIG_BYTES, parseWgQuick } from "./wgquick.js";
 import { profileRootSchema, profileSchema, validateStoredProfile } from "./schema.js";
 import type { Profile } from "./types.js";
 import { pathExists } from "../core/files.js";
+import { run } from "../tools/exec.js";
 
 /** Open a profile's conf store. conf and its schema compiler load only here, on the import path. */
 async function openStore(name: string, defaults?: Profile): Promise<Conf<Profile>> {
@@ -91,7 +92,23 @@ async function readConfigFile(file: string): Promise<string> {
   if (size > MAX_CONFIG_BYTES) {
     throw new UsageError(`cannot import ${file}: ${size} bytes, more than the ${MAX_CONFIG_BYTES} bytes a WireGuard configuration can plausibly need`);
   }
-  return readFile(file, "utf8");
+  return readAsCaller(file);
+}
+
+/**
+ * Read the file with the permissions of the user behind sudo, so that importing cannot show lines
+ * of files only root may read (parse errors quote the offending line). Root callers read directly.
+ */
+async function readAsCaller(file: string): Promise<string> {
+  const uid = process.env.SUDO_UID;
+  const gid = process.env.SUDO_GID;
+  if (uid === undefined || uid === "0" || !/^\d+$/.test(uid) || gid === undefined || !/^\d+$/.test(gid)) return readFile(file, "utf8");
+  const result = await run(["setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--init-groups", "--", "cat", "--", file], {
+    intent: `read ${file} as user ${uid}`,
+    allowFailure: true,
+  });
+  if (result.failed) throw new UsageError(`cannot read ${file} as user ${process.env.SUDO_USER ?? uid}: ${result.stderr.trim() || "permission denied"}`);
+  return result.stdout;
 }
 
 /** Load a stored profile, rejecting files that others can read and contents that fail validation. */

@@ -4,6 +4,7 @@
  * that keeps the intent, the command line, the exit code and the tool's stderr.
  */
 import { execa } from "execa";
+import { existsSync } from "node:fs";
 import { CommandError, VpnnsError } from "../core/errors.js";
 import { logCommand } from "../core/log.js";
 
@@ -58,6 +59,9 @@ export async function run(argv: readonly string[], options: RunOptions): Promise
     timeout: options.timeout,
   });
 
+  if (result.code === "ENOENT" && !existsSync(process.cwd())) {
+    throw new VpnnsError(`failed to ${options.intent}: the working folder ${process.cwd()} no longer exists; run vpnns from another folder`);
+  }
   if (result.code === "ENOENT") {
     const hint = INSTALL_HINTS[file] ? `; ${INSTALL_HINTS[file]}` : "";
     throw new VpnnsError(`failed to ${options.intent}: command not found: ${file}${hint}`);
