@@ -99,7 +99,7 @@ async function requireKnownProfile(name: string): Promise<void> {
 
 function reportDown(profile: string, result: TeardownResult): void {
   if (!result.removed) info(`profile ${profile} is not up; nothing to remove`);
-  else if (result.endedProcesses > 0) info(`profile ${profile} is down (ended ${result.endedProcesses} processes inside)`);
+  else if (result.endedProcesses > 0) info(`profile ${profile} is down (ended ${countProcesses(result.endedProcesses)} inside)`);
   else info(`profile ${profile} is down`);
 }
 
@@ -152,7 +152,7 @@ async function takeDownIfIdle(name: string): Promise<void> {
     if ((await otherLiveRuns(name)).length > 0) return;
     const remaining = await processesInside(state.namespace);
     if (remaining.length > 0) {
-      info(`leaving profile ${name} up: ${remaining.length} processes still run inside; 'vpnns down ${name}' ends them`);
+      info(`leaving profile ${name} up: ${countProcesses(remaining.length)} still inside; 'vpnns down ${name}' ends them`);
       return;
     }
     await teardown(name, { graceMs: DOWN_GRACE_MS });
@@ -161,4 +161,8 @@ async function takeDownIfIdle(name: string): Promise<void> {
     if (removeLock) await removeLockFile(name);
     await lock.release();
   }
+}
+
+function countProcesses(count: number): string {
+  return count === 1 ? "1 process" : `${count} processes`;
 }

@@ -118,8 +118,7 @@ export function interruptibleClock(profile: string): Clock {
         }, ms);
         const onSignal = (signal: NodeJS.Signals): void => {
           stopWatching();
-          const message = `retries of profile ${profile} interrupted by ${signal} while waiting for the next attempt; nothing is set up`;
-          reject(new VpnnsError(message, { exitCode: 128 + constants.signals[signal] }));
+          reject(interruptedError(profile, signal));
         };
         const stopWatching = (): void => {
           clearTimeout(timer);
@@ -128,6 +127,11 @@ export function interruptibleClock(profile: string): Clock {
         for (const signal of INTERRUPTING_SIGNALS) process.on(signal, onSignal);
       }),
   };
+}
+
+function interruptedError(profile: string, signal: NodeJS.Signals): VpnnsError {
+  const message = `retries of profile ${profile} interrupted by ${signal} while waiting for the next attempt; nothing is set up`;
+  return new VpnnsError(message, { exitCode: 128 + constants.signals[signal] });
 }
 
 /**
@@ -139,13 +143,26 @@ export function interruptibleClock(profile: string): Clock {
 export async function upWithRetry(profile: Profile, options: UpOptions & { retryForMs: number }): Promise<UpResult> {
   const previous = process.env.WG_ENDPOINT_RESOLUTION_RETRIES;
   process.env.WG_ENDPOINT_RESOLUTION_RETRIES = "0";
+  // A signal between an attempt's end and the next sleep would otherwise find no listener and kill
+  // vpnns outright: record it for the whole loop, and let the next sleep end at once.
+  let pending: NodeJS.Signals | undefined;
+  const record = (signal: NodeJS.Signals): void => {
+    pending ??= signal;
+  };
+  for (const signal of INTERRUPTING_SIGNALS) process.on(signal, record);
+  const clock = interruptibleClock(profile.name);
+  const guardedClock: Clock = {
+    now: clock.now,
+    sleep: (ms) => (pending === undefined ? clock.sleep(ms) : Promise.reject(interruptedError(profile.name, pending))),
+  };
   try {
     return await retryUntil(() => up(profile, { handshakeTimeoutMs: options.handshakeTimeoutMs }), {
       retryForMs: options.retryForMs,
       action: `bring up profile ${profile.name}`,
-      clock: interruptibleClock(profile.name),
+      clock: guardedClock,
     });
   } finally {
+    for (const signal of INTERRUPTING_SIGNALS) process.off(signal, record);
     if (previous === undefined) delete process.env.WG_ENDPOINT_RESOLUTION_RETRIES;
     else process.env.WG_ENDPOINT_RESOLUTION_RETRIES = previous;
   }

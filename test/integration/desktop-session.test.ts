@@ -6,6 +6,7 @@
  * a mount namespace with a private /tmp, and are skipped without them. Runs only inside
  * test/sandbox.sh, with the lab from dist/.
  */
+import { fileURLToPath } from "node:url";
 import { execa, type ResultPromise } from "execa";
 import { chown, copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
@@ -198,8 +199,18 @@ describe.runIf(sandboxed)("desktop sessions", () => {
     beforeAll(async () => {
       // Xvfb writes its sockets to /tmp/.X11-unix and compiled keymaps to /var/lib/xkb, both on the
       // machine's disk in the sandbox, so it runs under tmpfs mounts of a nested mount namespace.
-      const mounts = ["mount -t tmpfs -o mode=1777 vpnns-x11-tmp /tmp", "if [ -d /var/lib/xkb ]; then mount -t tmpfs vpnns-x11-xkb /var/lib/xkb; fi"];
-      holder = execa("unshare", ["--mount", "--propagation", "private", "--", "sh", "-c", `${mounts.join(" && ")} && echo mounted && exec sleep 1000000`], { reject: false });
+      // A repository cloned under /tmp stays reachable through a bind mount from the old /tmp.
+      const mounts = [
+        "mkdir -p /run/vpnns-x11-old-tmp",
+        "mount --bind /tmp /run/vpnns-x11-old-tmp",
+        "mount -t tmpfs -o mode=1777 vpnns-x11-tmp /tmp",
+        'case "$REPOSITORY" in /tmp/*) mkdir -p "$REPOSITORY" && mount --bind "/run/vpnns-x11-old-tmp/${REPOSITORY#/tmp/}" "$REPOSITORY";; esac',
+        "if [ -d /var/lib/xkb ]; then mount -t tmpfs vpnns-x11-xkb /var/lib/xkb; fi",
+      ];
+      holder = execa("unshare", ["--mount", "--propagation", "private", "--", "sh", "-c", `${mounts.join(" && ")} && echo mounted && exec sleep 1000000`], {
+        reject: false,
+        env: { REPOSITORY: fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "") },
+      });
       await new Promise<void>((resolve, reject) => {
         holder.stdout!.on("data", (chunk: Buffer) => {
           if (chunk.toString().includes("mounted")) resolve();

@@ -4,7 +4,7 @@
  * test/sandbox.sh, import the lab from dist/ and run dist/cli/main.js (npm run build first).
  */
 import { execa, type ResultPromise } from "execa";
-import { mkdtemp, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import type { Lab, LabClient, AddClientOptions } from "../../src/lab/lab.js";
@@ -104,11 +104,15 @@ export async function leftovers(dirs: TestDirs, profile: string, interfaceName: 
   for (const path of [`/etc/netns/vpnns-${profile}`, join(dirs.stateDir, profile), join(dirs.stateDir, "locks", `${profile}.lock`), `/var/run/wireguard/${interfaceName}.sock`]) {
     if (await exists(path)) found.push(path);
   }
+  const ownNamespace = await readlink("/proc/self/ns/net");
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
     const argv = cmdline.split("\0");
-    if (argv[0]?.endsWith("wireguard-go") && argv.includes(interfaceName)) found.push(`wireguard-go process ${entry}`);
+    if (!argv[0]?.endsWith("wireguard-go") || !argv.includes(interfaceName)) continue;
+    // Another sandbox's daemon of the same name lives in another network namespace.
+    const namespace = await readlink(`/proc/${entry}/ns/net`).catch(() => "");
+    if (namespace === ownNamespace) found.push(`wireguard-go process ${entry}`);
   }
   return found;
 }

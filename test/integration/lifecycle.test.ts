@@ -516,7 +516,7 @@ describe.skipIf(!sandboxed)("lifecycle", () => {
 
       const down = await vpnns(dirs, ["down", profile]);
       expect(down.exitCode, down.all).toBe(0);
-      expect(down.stderr).toContain(`profile ${profile} is down (ended 1 processes inside)`);
+      expect(down.stderr).toContain(`profile ${profile} is down (ended 1 process inside)`);
       expect(await isRunning(sleepPid)).toBe(false);
       const ended = await app;
       expect(ended.exitCode, ended.all).toBe(143);

@@ -88,7 +88,7 @@ const IDENTITY_SCRIPT = [
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/** `vpnns run --profile PROFILE [OPTIONS] -- COMMAND...`, which never throws on a non-zero exit. */
+/** Runs `vpnns run --profile PROFILE [FLAGS] -- COMMAND...` and returns its result, even for a non-zero exit. */
 function runIn(dirs: TestDirs, profile: string, command: string[], options: { flags?: string[]; env?: Record<string, string>; input?: string } = {}) {
   return vpnns(dirs, ["run", "--profile", profile, ...(options.flags ?? []), "--", ...command], { env: options.env, input: options.input });
 }
@@ -161,8 +161,8 @@ async function namespaceEntries(namespace: string): Promise<string[]> {
 
 /**
  * PIDs of the wireguard-go daemons that serve this interface, leaving out zombies. Only daemons in
- * this process's network namespace count, where vpnns starts them: other sandboxes on the machine
- * share /proc and may run daemons with the same interface name.
+ * this process's network namespace count, because vpnns starts them there, and other sandboxes on
+ * the machine share /proc and may run daemons with the same interface name.
  */
 async function wireguardGoPids(interfaceName: string): Promise<number[]> {
   const ownNamespace = await readlink("/proc/self/ns/net");
@@ -343,6 +343,7 @@ class UplinkMonitor {
  * Creates TEST_USER with the audio and video groups unless it exists. The sandbox's /etc is a
  * private overlay, and the home folder goes to the sandbox's private /run/vpnns tmpfs, so the
  * machine's /etc and /home stay unchanged. --no-log-init leaves /var/log/lastlog and faillog alone.
+ * Call it only after createLab(), which throws unless the mount namespace is private.
  */
 async function ensureTestUser(): Promise<void> {
   if ((await command(["getent", "passwd", TEST_USER])).exitCode === 0) return;
@@ -844,7 +845,7 @@ describe.skipIf(!sandboxed)("vpnns run", () => {
       // The redirections let `vpnns run` end while sleep still runs, because sleep keeps none of its pipes open.
       const result = await runIn(dirs, profile, ["sh", "-c", "sleep 60 </dev/null >/dev/null 2>&1 &"]);
       expect(result.exitCode, result.all).toBe(0);
-      expect(result.stderr).toContain(`leaving profile ${profile} up: 1 processes still run inside; 'vpnns down ${profile}' ends them`);
+      expect(result.stderr).toContain(`leaving profile ${profile} up: 1 process still inside; 'vpnns down ${profile}' ends them`);
 
       const status = await statusOf(dirs, profile);
       expect(status.state).toBe("up");
@@ -852,7 +853,7 @@ describe.skipIf(!sandboxed)("vpnns run", () => {
 
       const down = await vpnns(dirs, ["down", profile]);
       expect(down.exitCode, down.all).toBe(0);
-      expect(down.stderr).toContain(`profile ${profile} is down (ended 1 processes inside)`);
+      expect(down.stderr).toContain(`profile ${profile} is down (ended 1 process inside)`);
       expect(await leftovers(dirs, profile, interfaceName(profile))).toEqual([]);
     });
   });
