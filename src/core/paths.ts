@@ -1,4 +1,4 @@
-/** Where vpnns keeps profiles, settings and runtime state. */
+/** Locations of profiles, settings and runtime state. */
 import { join } from "node:path";
 import { namespaceName } from "./names.js";
 

@@ -125,7 +125,7 @@ export async function loadProfile(name: string): Promise<Profile> {
   }
   if ((mode & 0o077) !== 0) {
     const octal = (mode & 0o777).toString(8).padStart(4, "0");
-    throw new UsageError(`profile file ${file} has mode ${octal}, but it holds a private key and must be readable by root only: run chmod 600 ${file}`);
+    throw new UsageError(`profile file ${file} has mode ${octal}, but it contains a private key and must be readable by root only: run chmod 600 ${file}`);
   }
   // Reading skips conf: the hand check covers everything the schema does, names the JSON path and
   // the value in its messages, and spares every command the schema compilation.
@@ -136,7 +136,7 @@ export async function loadProfile(name: string): Promise<Profile> {
     throw new UsageError(`invalid profile file ${file}: ${(error as Error).message}; fix it or import the profile again with --force`, { cause: error });
   }
   const profile = validateStoredProfile(value, file);
-  if (profile.name !== name) throw new UsageError(`invalid profile file ${file}: "name" is ${JSON.stringify(profile.name)}, but the file name says ${JSON.stringify(name)}`);
+  if (profile.name !== name) throw new UsageError(`invalid profile file ${file}: "name" is ${JSON.stringify(profile.name)}, but the file is named for ${JSON.stringify(name)}`);
   return profile;
 }
 
