@@ -1,7 +1,7 @@
 /** Small file-system queries shared by the domain modules. */
 import { stat } from "node:fs/promises";
 
-/** Whether anything exists at the path; errors such as EACCES count as absent. */
+/** Check whether anything exists at the path. Errors such as EACCES count as absent. */
 export async function pathExists(path: string): Promise<boolean> {
   try {
     await stat(path);

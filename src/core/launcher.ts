@@ -242,7 +242,7 @@ export async function checkHealth(state: ProfileState | undefined): Promise<stri
   return problems;
 }
 
-/** Whether anything a profile owns exists without a state record. */
+/** Check whether anything a profile owns exists without a state record. */
 async function hasLeftovers(profile: string): Promise<boolean> {
   const link = interfaceName(profile);
   return (
@@ -282,7 +282,7 @@ export async function teardown(profile: string, options: { graceMs: number }): P
   return { removed, endedProcesses };
 }
 
-/** Take a profile down under its lock, then remove the lock file so that nothing is left behind. */
+/** Take a profile down under its lock, then remove its lock file as well. */
 export async function down(profile: string, options: { graceMs?: number } = {}): Promise<TeardownResult> {
   const lock = await lockProfile(profile);
   try {

@@ -33,7 +33,7 @@ export function namespaceName(profile: string): string {
   return `${NAMESPACE_PREFIX}${profile}`;
 }
 
-/** The profile a vpnns namespace belongs to, or undefined for other namespaces. */
+/** Return the profile a vpnns namespace belongs to, or undefined for other namespaces. */
 export function profileOfNamespace(namespace: string): string | undefined {
   return namespace.startsWith(NAMESPACE_PREFIX) ? namespace.slice(NAMESPACE_PREFIX.length) : undefined;
 }

@@ -24,12 +24,12 @@ export function profileStateDir(profile: string): string {
   return join(stateDir(), profile);
 }
 
-/** The per-namespace files that `ip netns exec` bind-mounts over /etc. */
+/** Return the folder of per-namespace files that `ip netns exec` bind-mounts over /etc. */
 export function netnsEtcDir(profile: string): string {
   return join("/etc/netns", namespaceName(profile));
 }
 
-/** The bind-mount that names a network namespace. */
+/** Return the bind-mount that names a profile's network namespace. */
 export function netnsRunFile(profile: string): string {
   return join("/run/netns", namespaceName(profile));
 }

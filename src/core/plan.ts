@@ -17,7 +17,7 @@ export type StepId = "namespace" | "firewall" | "link" | "configure" | "move" | 
 
 export interface PlannedStep {
   id: StepId;
-  /** What the step does, as it reads after "failed to". */
+  /** Action of the step, as it reads after "failed to". */
   description: string;
   /** Commands run in order; steps without commands (DNS files, the handshake wait) do their work in code. */
   commands: PlannedCommand[];
@@ -31,7 +31,7 @@ export interface PlanOptions {
   pingGroupRange?: string;
 }
 
-/** Where the `wg setconf` input lives for the moment that the command runs. */
+/** Return the path of the `wg setconf` input, which exists only while the command runs. */
 export function wgConfigFile(profile: string): string {
   return join(profileStateDir(profile), "wg-setconf.conf");
 }

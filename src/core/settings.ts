@@ -8,9 +8,9 @@ import type { WireGuardBackendSetting } from "../resources/wireguard-link.js";
 import type { FirewallBackend } from "../resources/firewall.js";
 
 export interface Settings {
-  /** How WireGuard links are made: "auto" tries the kernel module, then wireguard-go. */
+  /** Backend that creates WireGuard links: "auto" tries the kernel module, then wireguard-go. */
   wireguardBackend: WireGuardBackendSetting;
-  /** Which tool applies the kill-switch: "auto" takes nft where installed, else iptables-restore. */
+  /** Tool that applies the kill-switch: "auto" takes nft where installed, else iptables-restore. */
   firewallBackend: "auto" | FirewallBackend;
 }
 

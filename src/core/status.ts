@@ -78,7 +78,7 @@ export async function reportProfile(profile: string, now = Date.now()): Promise<
   return report;
 }
 
-/** Every stored profile and every profile with runtime state, sorted by name. */
+/** List every stored profile and every profile with runtime state, sorted by name. */
 export async function knownProfiles(): Promise<string[]> {
   const names = new Set([...(await listProfileNames()), ...(await profilesWithState())]);
   return [...names].sort();

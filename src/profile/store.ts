@@ -38,7 +38,7 @@ async function ensureFolders(): Promise<void> {
   }
 }
 
-/** The profile name a file gets without --name: its base name without the .conf extension. */
+/** Derive the profile name a file gets without --name: its base name without the .conf extension. */
 export function defaultProfileName(file: string): string {
   const base = basename(file);
   return extname(base) === ".conf" ? base.slice(0, -".conf".length) : base;
@@ -157,7 +157,7 @@ export async function removeProfileFile(name: string): Promise<void> {
   await rm(profileFile(name), { force: true });
 }
 
-/** A copy of the profile with private and preshared keys replaced, for output. */
+/** Copy the profile with private and preshared keys replaced, for output. */
 export function redactProfile(profile: Profile): Profile {
   return {
     ...profile,

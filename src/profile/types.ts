@@ -23,7 +23,7 @@ export interface InterfaceConfig {
   listenPort?: number;
 }
 
-/** What a wg-quick file contains once parsed: the part vpnns uses. */
+/** Parsed contents of a wg-quick file: the part vpnns uses. */
 export interface WireGuardConfig {
   interface: InterfaceConfig;
   peers: PeerConfig[];

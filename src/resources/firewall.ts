@@ -82,7 +82,7 @@ export async function installKillSwitch(namespace: string, backend: FirewallBack
   await restoreFilter(namespace, "ipv6", renderIptablesRules(options, "ipv6"));
 }
 
-/** Whether the kill-switch is in place: the nft table exists, or both iptables families default to DROP. */
+/** Check that the kill-switch is in place: the nft table exists, or both iptables families default to DROP. */
 export async function hasKillSwitch(namespace: string, backend: FirewallBackend): Promise<boolean> {
   if (backend === "nft") {
     const table = await listTable(namespace, "inet", NFT_TABLE);

@@ -24,7 +24,7 @@ export interface ProcessInfo {
   uid: number;
 }
 
-/** The "net:[inode]" link that every process in the namespace has as /proc/PID/ns/net. */
+/** Return the "net:[inode]" link that every process in the namespace has as /proc/PID/ns/net. */
 async function namespaceLink(namespace: string): Promise<string | undefined> {
   try {
     const { ino } = await stat(join("/run/netns", namespace));
@@ -88,7 +88,7 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** The undo of createNamespace: delete the namespace when it exists, which also removes its links and firewall. */
+/** Return the undo of createNamespace: deleting the namespace, which also removes its links and firewall. */
 export function createNamespaceUndo(namespace: string): () => Promise<void> {
   return () => removeNamespace(namespace);
 }

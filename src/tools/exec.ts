@@ -9,7 +9,7 @@ import { CommandError, VpnnsError } from "../core/errors.js";
 import { logCommand } from "../core/log.js";
 
 export interface RunOptions {
-  /** What the command is for, as it reads after "failed to", for example "create namespace vpnns-home". */
+  /** Purpose of the command, as it reads after "failed to", for example "create namespace vpnns-home". */
   intent: string;
   /** Text written to the command's stdin: the only way secrets reach a command. */
   input?: string;
@@ -74,7 +74,7 @@ export async function run(argv: readonly string[], options: RunOptions): Promise
   throw new CommandError({ intent: options.intent, command: commandLine, exitCode: result.exitCode, stderr });
 }
 
-/** Whether a program is on PATH, without running it. */
+/** Check whether a program is on PATH, without running it. */
 export async function hasCommand(name: string): Promise<boolean> {
   const { access, constants } = await import("node:fs/promises");
   const { delimiter, join } = await import("node:path");

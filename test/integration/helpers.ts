@@ -73,7 +73,7 @@ export async function probeInside(dirs: TestDirs, profile: string, url: string, 
   }
 }
 
-/** The address the lab's HTTP service saw, from a probe's body. */
+/** Extract the address the lab's HTTP service saw from a probe's body. */
 export function seenAddress(result: ProbeResult): string | undefined {
   try {
     return (JSON.parse(result.body ?? "") as { remoteAddress?: string }).remoteAddress;
