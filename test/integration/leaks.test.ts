@@ -177,13 +177,16 @@ interface ScenarioResult {
   kinds: Partial<Record<PacketKind, number>>;
   /** WireGuard handshake responses (message type 2) that arrived from the endpoint. */
   handshakeResponses: number;
+  /** Count of WireGuard packets that left, by destination address. */
+  wireguardOutTo: Record<string, number>;
 }
 
 function tally(packets: Packet[], rules: UplinkRules, name: string): ScenarioResult {
-  const result: ScenarioResult = { name, packets: packets.length, leaks: [], unexpectedIn: [], kinds: {}, handshakeResponses: 0 };
+  const result: ScenarioResult = { name, packets: packets.length, leaks: [], unexpectedIn: [], kinds: {}, handshakeResponses: 0, wireguardOutTo: {} };
   for (const packet of packets) {
     const kind = classifyPacket(packet, rules);
     if (kind === "wireguard-in" && packet.payload?.[0] === 2) result.handshakeResponses += 1;
+    if (kind === "wireguard-out") result.wireguardOutTo[packet.destination!] = (result.wireguardOutTo[packet.destination!] ?? 0) + 1;
     result.kinds[kind] = (result.kinds[kind] ?? 0) + 1;
     if (kind === "leak") result.leaks.push(describePacket(packet));
     if (kind === "unexpected-in") result.unexpectedIn.push(describePacket(packet));
@@ -329,6 +332,45 @@ describe.skipIf(!sandboxed)("leaks", { timeout: SCENARIO_TIMEOUT_MS }, () => {
     expect(result.kinds["wireguard-out"]).toBeGreaterThan(0);
     expect(result.kinds["wireguard-in"]).toBeGreaterThan(0);
     expect(result.handshakeResponses, "the capture runs from before the first handshake").toBeGreaterThan(0);
+  });
+
+  it("iptables kill-switch: only WireGuard leaves", async () => {
+    const profile = "iptables";
+    const client = await importClient(dirs, lab, profile);
+    const chosen = await vpnns(dirs, ["settings", "set", "firewall-backend", "iptables"]);
+    expect(chosen.exitCode, chosen.all).toBe(0);
+    cleanups.push(() => vpnns(dirs, ["settings", "set", "firewall-backend", "auto"]));
+    const result = await captured("normal traffic, iptables kill-switch", profile, rulesFor([client]), async () => {
+      const app = await startApp(profile, allTargets());
+      const saved = await mustRun(["ip", "netns", "exec", namespaceName(profile), "iptables-save"]);
+      expect(saved).toContain(":OUTPUT DROP");
+      const outcomes = await app.round();
+      expect(outcomes[`tcp ${lab.serviceAddress4} 80`], app.output()).toBe("ok");
+      expect(outcomes[`tcp ${lab.serviceAddress6} 80`], app.output()).toBe("ok");
+      await endApp(app);
+    });
+    results.push(result);
+    expectNoLeaks(result);
+    expect(result.kinds["wireguard-out"]).toBeGreaterThan(0);
+  });
+
+  it("IPv6 endpoint: only WireGuard leaves", async () => {
+    const profile = "endpoint6";
+    const client = await importClient(dirs, lab, profile, { endpoint: "ipv6" });
+    const endpoint6 = { address: lab.endpoint6.slice(1, lab.endpoint6.lastIndexOf("]")), port: endpointPort };
+    // The IPv4 endpoint stays in the rules, because the provider may still send to the peers of earlier scenarios.
+    const rules = rulesFor([client], [endpoint6]);
+    const result = await captured("normal traffic, IPv6 endpoint", profile, rules, async () => {
+      const app = await startApp(profile, allTargets());
+      const outcomes = await app.round();
+      expect(outcomes[`tcp ${lab.serviceAddress4} 80`], app.output()).toBe("ok");
+      expect(outcomes[`tcp ${lab.serviceAddress6} 80`], app.output()).toBe("ok");
+      await endApp(app);
+    });
+    results.push(result);
+    expectNoLeaks(result);
+    expect(result.wireguardOutTo[endpoint6.address], "WireGuard packets to the IPv6 endpoint").toBeGreaterThan(0);
+    expect(result.wireguardOutTo[endpointAddress], "WireGuard packets to the IPv4 endpoint").toBeUndefined();
   });
 
   it("DNS lookups leave only as WireGuard", async () => {
