@@ -5,7 +5,7 @@
  * Runs only inside test/sandbox.sh, and imports the lab from dist/ (npm run build first).
  */
 import { execa } from "execa";
-import { mkdtemp, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, test } from "vitest";
 import type { Lab, LabClient } from "../../src/lab/lab.js";
@@ -73,6 +73,21 @@ async function statusOf(dirs: TestDirs, profile: string): Promise<ProfileReport>
   const result = await vpnns(dirs, ["status", profile, "--json"]);
   if (result.exitCode !== 0) throw new Error(`vpnns status ${profile} failed: ${result.all}`);
   return JSON.parse(result.stdout) as ProfileReport;
+}
+
+/** Finds the live wireguard-go daemons of an interface in this process's network namespace. */
+async function wireguardGoDaemons(link: string): Promise<number[]> {
+  const ownNamespace = await readlink("/proc/self/ns/net");
+  const found: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
+    if (stat.slice(stat.lastIndexOf(")") + 2)[0] === "Z") continue;
+    const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "")).split("\0");
+    if (!argv[0]?.endsWith("wireguard-go") || !argv.includes(link)) continue;
+    if ((await readlink(`/proc/${entry}/ns/net`).catch(() => "")) === ownNamespace) found.push(Number(entry));
+  }
+  return found;
 }
 
 /** Finds the child processes of a process by their command name, from /proc/PID/stat. */
@@ -148,6 +163,7 @@ describe.skipIf(!sandboxed)("concurrency", { timeout: TEST_TIMEOUT_MS }, () => {
       const inside = await command(["ip", "-n", namespace, "-j", "link", "show"]);
       expect((JSON.parse(inside.stdout) as { ifname: string }[]).map((entry) => entry.ifname).sort()).toEqual([link, "lo"].sort());
       expect(await strayLinks()).toEqual([]);
+      expect(await wireguardGoDaemons(link), "wireguard-go daemons of the profile").toHaveLength(1);
       expect(await readdir(join(dirs.stateDir, profile, "runs"))).toHaveLength(20);
       expect((await statusOf(dirs, profile)).state).toBe("up");
     } finally {
