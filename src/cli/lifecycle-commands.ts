@@ -7,7 +7,7 @@ import { info } from "../core/log.js";
 import { down, teardown, upLocked, DOWN_GRACE_MS, up, type TeardownResult } from "../core/launcher.js";
 import { cleanup, type CleanupResult } from "../core/cleanup.js";
 import { lockProfile, removeLockFile } from "../core/lock.js";
-import { otherLiveRuns, readState, registerRun, unregisterRun, writeState } from "../core/state.js";
+import { isRunRegistered, otherLiveRuns, readState, registerRun, unregisterRun, writeState } from "../core/state.js";
 import { knownProfiles, reportProfile } from "../core/status.js";
 import { processesInside } from "../resources/namespace.js";
 import { resolveTargetUser } from "../core/user.js";
@@ -113,7 +113,15 @@ async function runInProfile(command: string[], flags: UpFlags & { profile?: stri
   const profile = await loadProfile(name);
   const user = await resolveTargetUser({ user: flags.user, asRoot: flags.asRoot });
 
+  // The lock is held until the app is inside the namespace, so that a `vpnns down` which starts
+  // meanwhile finds the app and ends it, instead of removing the namespace under its start.
   const lock = await lockProfile(name);
+  let locked = true;
+  const release = async () => {
+    if (!locked) return;
+    locked = false;
+    await lock.release();
+  };
   let namespace: string;
   try {
     const result = await upLocked(profile, { handshakeTimeoutMs: handshakeTimeoutMs(flags) });
@@ -121,13 +129,21 @@ async function runInProfile(command: string[], flags: UpFlags & { profile?: stri
     if (autoDown !== (result.state.autoDown === true)) await writeState({ ...result.state, autoDown });
     namespace = result.state.namespace;
     await registerRun(name);
-  } finally {
-    await lock.release();
+  } catch (error) {
+    await release();
+    throw error;
   }
 
+  let exitCode: number | undefined;
   try {
-    return await launchApp({ profile: name, namespace, user, command });
+    exitCode = await launchApp({ profile: name, namespace, user, command, onInside: release });
+    return exitCode;
   } finally {
+    await release();
+    // A teardown (`vpnns down`, cleanup or a rebuild) removes the registration before it ends the app.
+    if (exitCode !== undefined && exitCode !== 0 && !(await isRunRegistered(name))) {
+      info(`profile ${name} was taken down while the command ran, which ended it; once the down has finished, start it again with: vpnns run --profile ${name}`);
+    }
     // A second Ctrl-C while the profile goes down must not leave it half-removed.
     const ignore = () => {};
     for (const signal of CLEANUP_SIGNALS) process.on(signal, ignore);

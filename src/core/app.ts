@@ -8,7 +8,8 @@ import { constants as osConstants } from "node:os";
 import { delimiter, join } from "node:path";
 import { netnsExec } from "../tools/ip.js";
 import { formatCommand } from "../tools/exec.js";
-import { logCommand } from "./log.js";
+import { logCommand, warn } from "./log.js";
+import { waitUntilInside } from "../resources/namespace.js";
 import { VpnnsError } from "./errors.js";
 import type { TargetUser } from "./user.js";
 
@@ -64,15 +65,25 @@ export function findProgram(program: string, path: string): string | undefined {
   return undefined;
 }
 
+/** Milliseconds to wait for `ip netns exec` to move the app into the namespace before calling onInside anyway. */
+const INSIDE_TIMEOUT_MS = 10_000;
+
 /** Signals passed on to the app; it ends as it chooses and vpnns exits with its status. */
 const FORWARDED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 /**
  * Start the app with the caller's stdin, stdout and stderr, forward SIGINT, SIGTERM and SIGHUP,
  * and return its exit code, or 128 + N when signal N ended it. The app's environment is built from
- * `env`, by default vpnns' own.
+ * `env`, by default vpnns' own. `onInside` runs once the app's process is in the namespace (or has
+ * already ended), so a caller can hold the profile's lock until `vpnns down` would find the app.
  */
-export async function runApp(options: { namespace: string; user: TargetUser; command: string[]; env?: NodeJS.ProcessEnv }): Promise<number> {
+export async function runApp(options: {
+  namespace: string;
+  user: TargetUser;
+  command: string[];
+  env?: NodeJS.ProcessEnv;
+  onInside?: () => Promise<void>;
+}): Promise<number> {
   const env = appEnvironment(options.user, options.env);
   const [program = ""] = options.command;
   if (findProgram(program, env.PATH ?? "") === undefined) {
@@ -89,6 +100,12 @@ export async function runApp(options: { namespace: string; user: TargetUser; com
   };
   for (const signal of FORWARDED_SIGNALS) process.on(signal, forward);
   try {
+    if (options.onInside) {
+      if (app.pid !== undefined && !(await waitUntilInside(app.pid, options.namespace, INSIDE_TIMEOUT_MS))) {
+        warn(`process ${app.pid} did not enter namespace ${options.namespace} within ${INSIDE_TIMEOUT_MS / 1000} s; continuing`);
+      }
+      await options.onInside();
+    }
     const result = await app;
     if (result.signal) return 128 + (osConstants.signals[result.signal] ?? 0);
     return result.exitCode ?? 1;

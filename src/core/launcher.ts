@@ -11,7 +11,7 @@ import { VpnnsError } from "./errors.js";
 import { info, logCommand, warn } from "./log.js";
 import { readSettings } from "./settings.js";
 import { lockProfile, removeLockFile } from "./lock.js";
-import { readState, removeState, writeState, isProcessAlive, type ProfileState } from "./state.js";
+import { readState, removeState, writeState, isProcessAlive, removeRunRegistrations, type ProfileState } from "./state.js";
 import { hasIpv6, planUp, type PlannedStep } from "./plan.js";
 import { waitForHandshake } from "./handshake.js";
 import { run, formatCommand } from "../tools/exec.js";
@@ -267,6 +267,7 @@ export async function teardown(profile: string, options: { graceMs: number }): P
   const namespace = namespaceName(profile);
   const link = interfaceName(profile);
   const hadNamespace = await namespaceExists(namespace);
+  await removeRunRegistrations(profile);
   const endedProcesses = hadNamespace ? await endProcessesInside(namespace, options.graceMs) : 0;
   const daemons = await findUserspaceDaemons(link);
   if (daemons.length > 0) await stopUserspaceDaemons(link);

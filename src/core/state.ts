@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { profileStateDir, stateDir } from "./paths.js";
 import type { WireGuardBackend } from "../resources/wireguard-link.js";
 import type { FirewallBackend } from "../resources/firewall.js";
+import { pathExists } from "./files.js";
 
 export interface ProfileState {
   profile: string;
@@ -82,6 +83,19 @@ export async function registerRun(profile: string): Promise<void> {
 
 export async function unregisterRun(profile: string): Promise<void> {
   await rm(join(profileStateDir(profile), "runs", String(process.pid)), { force: true });
+}
+
+/** Check whether this process's run is still registered: a teardown removes every registration. */
+export async function isRunRegistered(profile: string): Promise<boolean> {
+  return pathExists(join(profileStateDir(profile), "runs", String(process.pid)));
+}
+
+/**
+ * Remove the registrations of every run. A teardown does this before it ends the processes inside,
+ * so each run whose app it ends finds its registration gone and can report why the app ended.
+ */
+export async function removeRunRegistrations(profile: string): Promise<void> {
+  await rm(join(profileStateDir(profile), "runs"), { recursive: true, force: true });
 }
 
 /** PIDs of other live vpnns runs registered on the profile. */

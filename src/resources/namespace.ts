@@ -55,6 +55,28 @@ export async function processesInside(namespace: string): Promise<ProcessInfo[]>
 }
 
 /**
+ * Wait until the process has joined the namespace or has ended, by reading /proc/PID/ns/net.
+ * Returns false when neither happened within timeoutMs.
+ */
+export async function waitUntilInside(pid: number, namespace: string, timeoutMs: number): Promise<boolean> {
+  const link = await namespaceLink(namespace);
+  if (link === undefined) return true;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let current: string;
+    try {
+      current = await readlink(`/proc/${pid}/ns/net`);
+    } catch {
+      // Ended: /proc hides the namespace of a process that has exited, also while it is a zombie.
+      return true;
+    }
+    if (current === link) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(5);
+  }
+}
+
+/**
  * End every process inside: SIGTERM, then SIGKILL for those still there after the grace period.
  * Returns the number of processes that were ended.
  */
