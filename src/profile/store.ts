@@ -106,6 +106,7 @@ async function readAsCaller(file: string): Promise<string> {
   const result = await run(["setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--init-groups", "--", "cat", "--", file], {
     intent: `read ${file} as user ${uid}`,
     allowFailure: true,
+    secretOutput: true,
   });
   if (result.failed) throw new UsageError(`cannot read ${file} as user ${process.env.SUDO_USER ?? uid}: ${result.stderr.trim() || "permission denied"}`);
   return result.stdout;
