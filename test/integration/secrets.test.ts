@@ -413,6 +413,39 @@ describe.skipIf(!sandboxed)("secrets stay secret", () => {
       expect(leaksIn(result.all ?? "", needles)).toEqual([]);
     });
 
+    it("import errors hide keys", async () => {
+      const { privateKey, presharedKey } = keys;
+      const variants = {
+        "truncated private key": client.profileText.replace(privateKey, privateKey.slice(0, 40)),
+        "truncated preshared key": client.profileText.replace(presharedKey, `${presharedKey.slice(0, 43)}`),
+        "misspelled key name": client.profileText.replace("PrivateKey =", "PrivateKye ="),
+        "missing equals sign": client.profileText.replace("PresharedKey = ", "PresharedKey "),
+        "key in an unknown section": `${client.profileText}\n[Peers]\nPresharedKey = ${presharedKey}\n`,
+      };
+      for (const [name, text] of Object.entries(variants)) {
+        const file = join(sources, "malformed.conf");
+        await writeFile(file, text, { mode: 0o600 });
+        const result = await vpnns(dirs, ["profile", "import", file, "--name", "malformed", "-v"], { env: { NODE_DEBUG } });
+        expect(result.exitCode, name).toBe(2);
+        expect(result.stderr, name).toContain(file);
+        // A part of a key is as bad as the whole, so the first 20 characters must not appear either.
+        for (const key of [privateKey, presharedKey]) expect(result.all, name).not.toContain(key.slice(0, 20));
+      }
+    });
+
+    it("stored profile errors hide keys", async () => {
+      const profile = "handedit";
+      await importEdited(profile, (text) => text);
+      const file = join(dirs.configDir, "profiles", `${profile}.json`);
+      const stored = JSON.parse(await readFile(file, "utf8")) as { interface: { privateKey: string }; peers: { presharedKey?: string }[] };
+      stored.interface.privateKey = `${keys.privateKey.slice(0, 43)}`;
+      await writeFile(file, JSON.stringify(stored), { mode: 0o600 });
+      const result = await vpnns(dirs, ["up", "-v", profile], { env: { NODE_DEBUG } });
+      expect(result.exitCode, result.all).toBe(2);
+      expect(result.stderr).toContain("interface.privateKey");
+      expect(result.all).not.toContain(keys.privateKey.slice(0, 20));
+    });
+
     it("wg that quotes its input", async () => {
       const profile = "quoted";
       await importEdited(profile, (text) => text);
