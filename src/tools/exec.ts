@@ -6,7 +6,7 @@
 import { execa } from "execa";
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, open, readFile, rm } from "node:fs/promises";
+import { mkdir, open, rm, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { CommandError, VpnnsError } from "../core/errors.js";
 import { logCommand } from "../core/log.js";
@@ -26,9 +26,9 @@ export interface RunOptions {
   /** Milliseconds before the command is killed. */
   timeout?: number;
   /**
-   * The command prints secrets. Its stdout and stderr go to 0600 files in the 0700 state folder
-   * instead of pipes, where NODE_DEBUG=stream would print their first bytes, and they are never
-   * logged, not even with NODE_DEBUG=execa.
+   * The command prints secrets. Its stdout and stderr go to unnamed 0600 files in the 0700 state
+   * folder instead of pipes, where NODE_DEBUG=stream would print their first bytes, and they are
+   * never logged, not even with NODE_DEBUG=execa.
    */
   secretOutput?: boolean;
   /**
@@ -75,21 +75,18 @@ export async function run(argv: readonly string[], options: RunOptions): Promise
     result = await execa(file, args, {
       input: options.input ?? "",
       // A number passes that descriptor of this process to the child, with no pipe in between.
-      stdout: stdoutFile === undefined ? "pipe" : (stdoutFile.handle.fd as unknown as "pipe"),
-      stderr: stderrFile === undefined ? "pipe" : (stderrFile.handle.fd as unknown as "pipe"),
+      stdout: stdoutFile === undefined ? "pipe" : (stdoutFile.fd as unknown as "pipe"),
+      stderr: stderrFile === undefined ? "pipe" : (stderrFile.fd as unknown as "pipe"),
       reject: false,
       stripFinalNewline: false,
       env: { LC_ALL: "C", ...options.env },
       timeout: options.timeout,
       ...(secretOutput ? { verbose: "none" as const } : {}),
     });
-    if (stdoutFile !== undefined) result.stdout = await readFile(stdoutFile.path, "utf8");
-    if (stderrFile !== undefined) result.stderr = await readFile(stderrFile.path, "utf8");
+    if (stdoutFile !== undefined) result.stdout = await readWhole(stdoutFile);
+    if (stderrFile !== undefined) result.stderr = await readWhole(stderrFile);
   } finally {
-    for (const outputFile of outputFiles) {
-      await outputFile.handle.close();
-      await rm(outputFile.path, { force: true });
-    }
+    for (const outputFile of outputFiles) await outputFile.close();
   }
 
   if (result.code === "ENOENT" && !existsSync(process.cwd())) {
@@ -116,11 +113,29 @@ export function hideSecrets(text: string, secrets: readonly string[] = []): stri
   return hidden;
 }
 
-/** Create an empty 0600 file for a command's secret output, in the 0700 state folder. */
-async function openSecretFile(): Promise<{ path: string; handle: Awaited<ReturnType<typeof open>> }> {
+/**
+ * Create an empty 0600 file for a command's secret output in the 0700 state folder, and remove its
+ * name at once, so the output is reachable only through the returned descriptor.
+ */
+async function openSecretFile(): Promise<FileHandle> {
   await mkdir(stateDir(), { recursive: true, mode: 0o700 });
   const path = join(stateDir(), `.output-${randomUUID()}`);
-  return { path, handle: await open(path, "wx", 0o600) };
+  const handle = await open(path, "wx+", 0o600);
+  await rm(path, { force: true });
+  return handle;
+}
+
+/** Read a file from its start: the child's writes moved the offset that the descriptor shares. */
+async function readWhole(handle: FileHandle): Promise<string> {
+  const { size } = await handle.stat();
+  const buffer = Buffer.alloc(size);
+  let offset = 0;
+  while (offset < size) {
+    const { bytesRead } = await handle.read(buffer, offset, size - offset, offset);
+    if (bytesRead === 0) break;
+    offset += bytesRead;
+  }
+  return buffer.subarray(0, offset).toString("utf8");
 }
 
 /** Check whether a program is on PATH, without running it. */
