@@ -1,7 +1,7 @@
 /** Waiting for the first WireGuard handshake, which proves that the endpoint is reachable and accepts the keys. */
 import type { Profile } from "../profile/types.js";
 import { VpnnsError } from "./errors.js";
-import { setPersistentKeepalive, showInterface } from "../tools/wg.js";
+import { readLatestHandshakes, setPersistentKeepalive } from "../tools/wg.js";
 import { sleep } from "../resources/namespace.js";
 
 /** Keepalive interval set for a moment on peers without one, because setting it sends a packet at once. */
@@ -31,8 +31,8 @@ export async function waitForHandshake(options: {
   const deadline = Date.now() + timeoutMs;
   let delay = 10;
   for (;;) {
-    const status = await showInterface(namespace, interfaceName);
-    if (status?.peers.some((peer) => peer.latestHandshake > 0)) break;
+    const handshakes = await readLatestHandshakes(namespace, interfaceName);
+    if ([...(handshakes?.values() ?? [])].some((seconds) => seconds > 0)) break;
     if (options.isInterrupted()) return;
     if (Date.now() >= deadline) {
       const endpoints = peers.map((peer) => `${peer.endpoint} (peer ${peer.publicKey})`).join(", ");

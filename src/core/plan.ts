@@ -5,7 +5,7 @@
 import type { Profile } from "../profile/types.js";
 import { interfaceName, namespaceName } from "./names.js";
 import { renderIptablesRules, renderNftRuleset, type FirewallBackend } from "../resources/firewall.js";
-import { planCreateLink, planMoveLink, renderWgConfig, type PlannedCommand, type WireGuardBackend } from "../resources/wireguard-link.js";
+import { planCreateLink, planMoveLink, renderWgConfig, secretsOf, type PlannedCommand, type WireGuardBackend } from "../resources/wireguard-link.js";
 import { netnsExec } from "../tools/ip.js";
 import { planPingGroupRange } from "../resources/ping-group-range.js";
 import { profileStateDir } from "./paths.js";
@@ -64,7 +64,7 @@ export function planUp(profile: Profile, options: PlanOptions): PlannedStep[] {
           // wg reads the configuration from a path, and Node gives a child's stdin as a socket that
           // cannot be opened by path: so the keys go through a 0600 file in the 0700 state folder.
           argv: ["wg", "setconf", link, wgConfigFile(profile.name)],
-          options: { intent: `configure WireGuard interface ${link}`, mutates: true },
+          options: { intent: `configure WireGuard interface ${link}`, mutates: true, secrets: secretsOf(profile) },
           secretFile: { path: wgConfigFile(profile.name), content: renderWgConfig(profile) },
         },
       ],

@@ -56,6 +56,8 @@ export interface AddClientOptions {
   dns?: boolean;
   /** PersistentKeepalive in seconds, 1 to 65535. The profile has none unless it is given. */
   keepalive?: number;
+  /** Give the peer a PresharedKey, on both the provider and the profile (default false). */
+  presharedKey?: boolean;
 }
 
 export interface LabClient {
@@ -112,7 +114,7 @@ function errorMessage(error: unknown): string {
 }
 
 async function generateKeyPair(): Promise<{ privateKey: string; publicKey: string }> {
-  const privateKey = (await run(["wg", "genkey"], { intent: "generate a WireGuard private key" })).stdout.trim();
+  const privateKey = (await run(["wg", "genkey"], { intent: "generate a WireGuard private key", secretOutput: true })).stdout.trim();
   const { stdout } = await run(["wg", "pubkey"], { intent: "derive a WireGuard public key", input: `${privateKey}\n` });
   return { privateKey, publicKey: stdout.trim() };
 }
@@ -126,10 +128,12 @@ function formatClientProfile(options: {
   endpoint: string;
   allowedIPs: string[];
   keepalive?: number;
+  presharedKey?: string;
 }): string {
   const lines = ["[Interface]", `PrivateKey = ${options.privateKey}`, `Address = ${options.addresses.join(", ")}`];
   if (options.dns !== undefined) lines.push(`DNS = ${options.dns}`);
   lines.push("", "[Peer]", `PublicKey = ${options.serverPublicKey}`, `Endpoint = ${options.endpoint}`);
+  if (options.presharedKey !== undefined) lines.push(`PresharedKey = ${options.presharedKey}`);
   lines.push(`AllowedIPs = ${options.allowedIPs.join(", ")}`);
   if (options.keepalive !== undefined) lines.push(`PersistentKeepalive = ${options.keepalive}`);
   return `${lines.join("\n")}\n`;
@@ -315,7 +319,7 @@ class LocalLab implements Lab {
   async addClient(options: AddClientOptions = {}): Promise<LabClient> {
     if (this.destroying) throw new VpnnsError(`cannot add a client to lab ${this.id}: the lab is destroyed`);
     if (this.tunnelCut) throw new VpnnsError(`cannot add a client to lab ${this.id}: its tunnel was cut; create a new lab`);
-    const { ipv6 = true, endpoint = "ipv4", dns = true, keepalive } = options;
+    const { ipv6 = true, endpoint = "ipv4", dns = true, keepalive, presharedKey = false } = options;
     if (keepalive !== undefined && !(Number.isInteger(keepalive) && keepalive >= 1 && keepalive <= 65535)) {
       throw new VpnnsError(`invalid keepalive ${keepalive}: expected whole seconds from 1 to 65535`);
     }
@@ -334,6 +338,12 @@ class LocalLab implements Lab {
         "peer", keys.publicKey, "allowed-ips", `${address4}/32,${address6}/128`],
       { intent: `add peer ${name} to ${this.tunnelInterface}`, mutates: true },
     );
+    let generatedPresharedKey: string | undefined;
+    if (presharedKey) {
+      generatedPresharedKey = (await run(["wg", "genpsk"], { intent: "generate a WireGuard preshared key", secretOutput: true })).stdout.trim();
+      // Like the private key, the preshared key goes over the UAPI socket, never on a command line.
+      await setDevice(this.tunnelInterface, [`public_key=${keyToHex(keys.publicKey)}`, `preshared_key=${keyToHex(generatedPresharedKey)}`]);
+    }
 
     const profileText = formatClientProfile({
       privateKey: keys.privateKey,
@@ -343,6 +353,7 @@ class LocalLab implements Lab {
       endpoint: endpoint === "ipv6" ? this.endpoint6 : this.endpoint4,
       allowedIPs: ipv6 ? ["0.0.0.0/0", "::/0"] : ["0.0.0.0/0"],
       keepalive,
+      presharedKey: generatedPresharedKey,
     });
     return { name, profileText, address4, address6, publicKey: keys.publicKey };
   }

@@ -106,6 +106,7 @@ async function readAsCaller(file: string): Promise<string> {
   const result = await run(["setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--init-groups", "--", "cat", "--", file], {
     intent: `read ${file} as user ${uid}`,
     allowFailure: true,
+    secretOutput: true,
   });
   if (result.failed) throw new UsageError(`cannot read ${file} as user ${process.env.SUDO_USER ?? uid}: ${result.stderr.trim() || "permission denied"}`);
   return result.stdout;
@@ -116,8 +117,9 @@ export async function loadProfile(name: string): Promise<Profile> {
   validateProfileName(name);
   const file = profileFile(name);
   let mode: number;
+  let owner: number;
   try {
-    mode = (await stat(file)).mode;
+    ({ mode, uid: owner } = await stat(file));
   } catch {
     const known = await listProfileNames();
     const choices = known.length > 0 ? `known profiles: ${known.join(", ")}` : "no profiles are stored yet";
@@ -126,6 +128,11 @@ export async function loadProfile(name: string): Promise<Profile> {
   if ((mode & 0o077) !== 0) {
     const octal = (mode & 0o777).toString(8).padStart(4, "0");
     throw new UsageError(`profile file ${file} has mode ${octal}, but it contains a private key and must be readable by root only: run chmod 600 ${file}`);
+  }
+  const self = process.geteuid?.() ?? 0;
+  if (owner !== self) {
+    // The owner can rewrite the endpoint and DNS servers of a profile that root brings up.
+    throw new UsageError(`profile file ${file} is owned by uid ${owner}, but it contains a private key and must be owned by uid ${self}: run chown ${self === 0 ? "root:root" : `${self}:${self}`} ${file}`);
   }
   // Reading skips conf: the hand check covers everything the schema does, names the JSON path and
   // the value in its messages, and spares every command the schema compilation.

@@ -3,7 +3,7 @@
  * over their /etc counterparts, so apps inside read the profile's resolv.conf, and an nsswitch.conf
  * whose hosts line is "files dns" keeps lookups away from the host's systemd-resolved and nscd sockets.
  */
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { InterfaceConfig } from "../profile/types.js";
 import { logCommand } from "../core/log.js";
@@ -37,8 +37,17 @@ async function readHostNsswitch(): Promise<string> {
 export async function writeDnsFiles(folder: string, profile: string, config: InterfaceConfig): Promise<void> {
   logCommand(`write ${join(folder, "resolv.conf")} and ${join(folder, "nsswitch.conf")}`);
   await mkdir(folder, { recursive: true, mode: 0o755 });
-  await writeFile(join(folder, "resolv.conf"), renderResolvConf(config, profile), { mode: 0o644 });
-  await writeFile(join(folder, "nsswitch.conf"), renderNsswitchConf(await readHostNsswitch(), profile), { mode: 0o644 });
+  const files = [
+    { name: "resolv.conf", content: renderResolvConf(config, profile) },
+    { name: "nsswitch.conf", content: renderNsswitchConf(await readHostNsswitch(), profile) },
+  ];
+  for (const { name, content } of files) {
+    const file = join(folder, name);
+    await writeFile(file, content, { mode: 0o644 });
+    // Apps run as users and read these files, and the umask of root (077 on hardened machines)
+    // would otherwise remove their read permission.
+    await chmod(file, 0o644);
+  }
 }
 
 export async function removeDnsFiles(folder: string): Promise<void> {

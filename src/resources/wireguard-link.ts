@@ -70,7 +70,7 @@ export async function createLink(setting: WireGuardBackendSetting, interfaceName
   return "wireguard-go";
 }
 
-/** Render the `wg setconf` input: everything wg needs, secrets included, never written to disk. */
+/** Render the `wg setconf` input: everything wg needs, secrets included (plan.ts passes it in a 0600 file). */
 export function renderWgConfig(config: WireGuardConfig): string {
   const lines = ["[Interface]", `PrivateKey = ${config.interface.privateKey}`];
   if (config.interface.listenPort !== undefined) lines.push(`ListenPort = ${config.interface.listenPort}`);
@@ -82,6 +82,12 @@ export function renderWgConfig(config: WireGuardConfig): string {
     if (peer.persistentKeepalive !== undefined) lines.push(`PersistentKeepalive = ${peer.persistentKeepalive}`);
   }
   return lines.join("\n") + "\n";
+}
+
+/** List the private key and the preshared keys of a configuration. */
+export function secretsOf(config: WireGuardConfig): string[] {
+  const presharedKeys = config.peers.flatMap((peer) => (peer.presharedKey === undefined ? [] : [peer.presharedKey]));
+  return [config.interface.privateKey, ...presharedKeys];
 }
 
 /**

@@ -1,4 +1,8 @@
-/** wireguard-tools: configure and read WireGuard interfaces. */
+/**
+ * wireguard-tools: configure and read WireGuard interfaces. Reads request single fields from
+ * `wg show`, never `dump` or `showconf`, which print the private and preshared keys. So no key
+ * passes through a pipe that a debug log (NODE_DEBUG=execa or stream) could print.
+ */
 import { run } from "./exec.js";
 import { netnsExec } from "./ip.js";
 
@@ -10,54 +14,80 @@ export async function setPersistentKeepalive(options: { namespace: string; inter
   });
 }
 
-/** A peer as `wg show dump` reports it, without the preshared key. */
+/** A peer's tunnel figures as `wg show` reports them. */
 export interface PeerStatus {
   publicKey: string;
   endpoint: string | undefined;
-  allowedIPs: string[];
   /** Seconds since the epoch of the latest handshake, 0 when there was none. */
   latestHandshake: number;
   rxBytes: number;
   txBytes: number;
-  persistentKeepalive: number | undefined;
 }
 
 export interface InterfaceStatus {
-  publicKey: string;
-  listenPort: number;
   peers: PeerStatus[];
 }
 
-/**
- * Parse `wg show IF dump`. The first line carries the private key and each peer line its preshared
- * key: both are dropped here so that no secret leaves this function.
- */
-export function parseDump(dump: string): InterfaceStatus {
-  const [head = "", ...peerLines] = dump.split("\n").filter((line) => line !== "");
-  const [, publicKey = "", listenPort = "0"] = head.split("\t");
-  const peers = peerLines.map((line): PeerStatus => {
-    const [key = "", , endpoint, allowed = "", handshake = "0", rx = "0", tx = "0", keepalive = "off"] = line.split("\t");
-    return {
-      publicKey: key,
-      endpoint: endpoint === "(none)" ? undefined : endpoint,
-      allowedIPs: allowed === "(none)" ? [] : allowed.split(","),
-      latestHandshake: Number(handshake),
-      rxBytes: Number(rx),
-      txBytes: Number(tx),
-      persistentKeepalive: keepalive === "off" ? undefined : Number(keepalive),
-    };
-  });
-  return { publicKey, listenPort: Number(listenPort), peers };
+/** Fields of `wg show IF FIELD` that carry no secret. */
+type ShowField = "latest-handshakes" | "endpoints" | "transfer";
+
+/** Parse the output of `wg show IF FIELD`: one line per peer, the public key and tab-separated values. */
+export function parseShowField(output: string): Map<string, string[]> {
+  const peers = new Map<string, string[]>();
+  for (const line of output.split("\n")) {
+    if (line === "") continue;
+    const [publicKey = "", ...values] = line.split("\t");
+    peers.set(publicKey, values);
+  }
+  return peers;
 }
 
 /**
- * Read an interface's status from inside its namespace, because kernel WireGuard is reached over
- * netlink there. wireguard-go is reached through its socket in /run/wireguard from any namespace.
+ * Merge the outputs of `wg show IF latest-handshakes`, `endpoints` and `transfer` into one entry
+ * per peer, in the order of the handshake output.
  */
-export async function showInterface(namespace: string, interfaceName: string): Promise<InterfaceStatus | undefined> {
-  const result = await run([...netnsExec(namespace), "wg", "show", interfaceName, "dump"], {
-    intent: `read WireGuard interface ${interfaceName}`,
+export function mergeShowFields(handshakes: string, endpoints: string, transfer: string): InterfaceStatus {
+  const endpointsByPeer = parseShowField(endpoints);
+  const transferByPeer = parseShowField(transfer);
+  const peers = [...parseShowField(handshakes)].map(([publicKey, [handshake = "0"]]): PeerStatus => {
+    const endpoint = endpointsByPeer.get(publicKey)?.[0];
+    const [rx = "0", tx = "0"] = transferByPeer.get(publicKey) ?? [];
+    return {
+      publicKey,
+      endpoint: endpoint === undefined || endpoint === "(none)" ? undefined : endpoint,
+      latestHandshake: Number(handshake),
+      rxBytes: Number(rx),
+      txBytes: Number(tx),
+    };
+  });
+  return { peers };
+}
+
+/**
+ * Run `wg show IF FIELD` inside the namespace, because kernel WireGuard is reached over netlink
+ * there (wireguard-go through its socket in /run/wireguard, from any namespace). Returns undefined
+ * when wg fails, as it does for an interface that does not exist.
+ */
+async function showField(namespace: string, interfaceName: string, field: ShowField): Promise<string | undefined> {
+  const result = await run([...netnsExec(namespace), "wg", "show", interfaceName, field], {
+    intent: `read ${field} of WireGuard interface ${interfaceName}`,
     allowFailure: true,
   });
-  return result.failed ? undefined : parseDump(result.stdout);
+  return result.failed ? undefined : result.stdout;
+}
+
+/** Read the latest handshake of each peer, in seconds since the epoch (0 for none), or undefined when wg fails. */
+export async function readLatestHandshakes(namespace: string, interfaceName: string): Promise<Map<string, number> | undefined> {
+  const output = await showField(namespace, interfaceName, "latest-handshakes");
+  if (output === undefined) return undefined;
+  return new Map([...parseShowField(output)].map(([publicKey, [seconds = "0"]]) => [publicKey, Number(seconds)]));
+}
+
+/** Read each peer's endpoint, latest handshake and transfer, or undefined when wg fails. */
+export async function showInterface(namespace: string, interfaceName: string): Promise<InterfaceStatus | undefined> {
+  const [handshakes, endpoints, transfer] = await Promise.all(
+    (["latest-handshakes", "endpoints", "transfer"] as const).map((field) => showField(namespace, interfaceName, field)),
+  );
+  if (handshakes === undefined || endpoints === undefined || transfer === undefined) return undefined;
+  return mergeShowFields(handshakes, endpoints, transfer);
 }

@@ -249,12 +249,12 @@ function outermost(calls: WrappedCall[], call: WrappedCall): WrappedCall {
 /**
  * Return whether the command is a query whose failure vpnns reads as "absent" or "not yet" by
  * design, so the run goes on. These are the link lookup in the host namespace (showLink) and each
- * poll of the handshake wait (showInterface).
+ * poll of the handshake wait (readLatestHandshakes).
  */
 function isToleratedQuery(argv: string[], profile: string): boolean {
   const command = argv.join(" ");
   const link = interfaceName(profile);
-  return command === `ip -j -d link show dev ${link}` || command === `ip netns exec ${namespaceName(profile)} wg show ${link} dump`;
+  return command === `ip -j -d link show dev ${link}` || command === `ip netns exec ${namespaceName(profile)} wg show ${link} latest-handshakes`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,11 +7,7 @@ import type { Profile } from "../../src/profile/types.js";
 // The handshake wait runs for real against a WireGuard interface that never completes a handshake.
 vi.mock("../../src/tools/wg.js", () => ({
   setPersistentKeepalive: async () => {},
-  showInterface: async () => ({
-    publicKey: "server",
-    listenPort: 0,
-    peers: [{ publicKey: "peer", endpoint: undefined, allowedIPs: [], latestHandshake: 0, rxBytes: 0, txBytes: 0, persistentKeepalive: 25 }],
-  }),
+  readLatestHandshakes: async () => new Map([["peer", 0]]),
 }));
 
 const PROFILE: Profile = {

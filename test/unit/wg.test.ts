@@ -1,37 +1,27 @@
 import { describe, expect, it } from "vitest";
-import { parseDump } from "../../src/tools/wg.js";
+import { mergeShowFields, parseShowField } from "../../src/tools/wg.js";
 
-const PRIVATE = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
-const PRESHARED = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE=";
+const FIRST = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
+const SECOND = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=";
 
-describe("parseDump", () => {
-  const dump = [
-    `${PRIVATE}\tHIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=\t40123\toff`,
-    `xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\t${PRESHARED}\t198.18.0.2:51820\t0.0.0.0/0,::/0\t1700000000\t1024\t2048\toff`,
-    "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=\t(none)\t(none)\t198.51.100.0/24\t0\t0\t0\t25",
-    "",
-  ].join("\n");
+describe("wg show fields", () => {
+  const handshakes = `${FIRST}\t1700000000\n${SECOND}\t0\n`;
+  const endpoints = `${FIRST}\t198.18.0.2:51820\n${SECOND}\t(none)\n`;
+  const transfer = `${FIRST}\t1024\t2048\n${SECOND}\t0\t0\n`;
 
-  it("reads peers and drops secrets", () => {
-    const status = parseDump(dump);
-    expect(status.listenPort).toBe(40123);
-    expect(status.peers).toHaveLength(2);
-    expect(JSON.stringify(status)).not.toContain(PRIVATE);
-    expect(JSON.stringify(status)).not.toContain(PRESHARED);
+  it("splits one line per peer", () => {
+    const peers = parseShowField(transfer);
+    expect([...peers.keys()]).toEqual([FIRST, SECOND]);
+    expect(peers.get(FIRST)).toEqual(["1024", "2048"]);
   });
 
-  it("reads handshake, transfer and keepalive", () => {
-    const [first, second] = parseDump(dump).peers;
-    expect(first).toEqual({
-      publicKey: "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",
-      endpoint: "198.18.0.2:51820",
-      allowedIPs: ["0.0.0.0/0", "::/0"],
-      latestHandshake: 1700000000,
-      rxBytes: 1024,
-      txBytes: 2048,
-      persistentKeepalive: undefined,
-    });
-    expect(second!.endpoint).toBeUndefined();
-    expect(second!.persistentKeepalive).toBe(25);
+  it("merges handshake, endpoint and transfer", () => {
+    const [first, second] = mergeShowFields(handshakes, endpoints, transfer).peers;
+    expect(first).toEqual({ publicKey: FIRST, endpoint: "198.18.0.2:51820", latestHandshake: 1700000000, rxBytes: 1024, txBytes: 2048 });
+    expect(second).toEqual({ publicKey: SECOND, endpoint: undefined, latestHandshake: 0, rxBytes: 0, txBytes: 0 });
+  });
+
+  it("reads an interface without peers", () => {
+    expect(mergeShowFields("", "", "").peers).toEqual([]);
   });
 });
