@@ -104,17 +104,20 @@ function serveTcp(upstream: net.Socket, header: Header, rest: Buffer, targets: s
   );
 }
 
+/** Maximum datagrams of a UDP session kept for a resend until its target address replies. */
+const MAX_UNCONFIRMED = 64;
+
 /**
  * Relays one UDP session: datagrams from the stream go to the port on a target address, and its
- * replies go back framed. A target that replies with ICMP port unreachable is replaced by the next one.
+ * replies go back framed. Until the target replies, the session keeps what it sent. A target that
+ * replies with ICMP port unreachable is then replaced by the next one, which gets those datagrams again.
  */
 function serveUdp(upstream: net.Socket, header: Header, rest: Buffer, targets: string[]): void {
   const decoder = new FrameDecoder();
   const key = `udp ${header.port}`;
   let index = preferredTarget.get(key) ?? 0;
-  let lastDatagram: Buffer | undefined;
   let idleTimer: NodeJS.Timeout | undefined;
-  let session: { socket: dgram.Socket; connected: boolean; queue: Buffer[] };
+  let session: { socket: dgram.Socket; connected: boolean; confirmed: boolean; queue: Buffer[]; unconfirmed: Buffer[] };
 
   const touch = (): void => {
     clearTimeout(idleTimer);
@@ -126,23 +129,24 @@ function serveUdp(upstream: net.Socket, header: Header, rest: Buffer, targets: s
       if (error) socket.emit("error", error);
     });
   };
-  const open = (): void => {
+  const open = (resend: Buffer[]): void => {
     const target = targets[index]!;
     const socket = dgram.createSocket(net.isIPv6(target) ? "udp6" : "udp4");
-    const current = { socket, connected: false, queue: [] as Buffer[] };
+    const current = { socket, connected: false, confirmed: false, queue: [] as Buffer[], unconfirmed: [] as Buffer[] };
     session = current;
     socket.on("message", (message) => {
+      current.confirmed = true;
+      current.unconfirmed = [];
       preferredTarget.set(key, index);
       touch();
       upstream.write(encodeFrame(message));
     });
     socket.on("error", (error: NodeJS.ErrnoException) => {
       if (session !== current) return;
-      if (error.code === "ECONNREFUSED" && index < targets.length - 1) {
+      if (error.code === "ECONNREFUSED" && !current.confirmed && index < targets.length - 1) {
         socket.close();
         index += 1;
-        open();
-        if (lastDatagram !== undefined) send(lastDatagram);
+        open(current.unconfirmed);
         return;
       }
       log(`UDP port ${header.port} on ${target}: ${error.code ?? error.message}`);
@@ -151,15 +155,16 @@ function serveUdp(upstream: net.Socket, header: Header, rest: Buffer, targets: s
       current.connected = true;
       for (const datagram of current.queue.splice(0)) deliver(datagram);
     });
+    for (const datagram of resend) send(datagram);
   };
   // A send before connect() completes fails with ERR_SOCKET_DGRAM_NOT_CONNECTED, so it waits in the queue.
   const send = (datagram: Buffer): void => {
-    lastDatagram = datagram;
+    if (!session.confirmed && session.unconfirmed.length < MAX_UNCONFIRMED) session.unconfirmed.push(datagram);
     if (session.connected) deliver(datagram);
     else session.queue.push(datagram);
   };
 
-  open();
+  open([]);
   upstream.write(Buffer.of(REPLY_READY));
   const receive = (chunk: Buffer): void => {
     touch();
