@@ -10,7 +10,7 @@ import { execa, type ResultPromise } from "execa";
 import dgram from "node:dgram";
 import http from "node:http";
 import net from "node:net";
-import { readdir, readFile, readlink, stat } from "node:fs/promises";
+import { readdir, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, test } from "vitest";
 import type { Lab, LabClient } from "../../src/lab/lab.js";
@@ -32,8 +32,11 @@ const SERVICES = {
   loopback6: { inside: 8082, host: 18082 },
   tunnel: { inside: 8083, host: 18083 },
 } as const;
+/** A UDP echo service on 127.0.0.1, and one on ::1 that the forwarder reaches after 127.0.0.1 refuses. */
 const UDP_INSIDE = 5300;
 const UDP_HOST = 15300;
+const UDP6_INSIDE = 5301;
+const UDP6_HOST = 15301;
 
 /**
  * A service for `node -e` inside the namespace: argv[1] is "http" or "udp", argv[2] the address and
@@ -300,6 +303,7 @@ describe.runIf(sandboxed)("vpnns publish", () => {
     services.push((await startService("http", "::1", SERVICES.loopback6.inside)).service);
     services.push((await startService("http", client.address4, SERVICES.tunnel.inside)).service);
     services.push((await startService("udp", "127.0.0.1", UDP_INSIDE)).service);
+    services.push((await startService("udp", "::1", UDP6_INSIDE)).service);
   }
 
   async function stopServices(): Promise<void> {
@@ -371,6 +375,7 @@ describe.runIf(sandboxed)("vpnns publish", () => {
       await monitor.reset();
       for (const service of Object.values(SERVICES)) await publish([`${service.host}:${service.inside}`]);
       await publish([`${UDP_HOST}:${UDP_INSIDE}`, "--udp"]);
+      await publish([`${UDP6_HOST}:${UDP6_INSIDE}`, "--udp"]);
     });
 
     it("reaches a service bound to 0.0.0.0", async () => {
@@ -397,18 +402,27 @@ describe.runIf(sandboxed)("vpnns publish", () => {
       expect(remoteAddressOf(result)).toBe(client.address4);
     });
 
-    it("relays UDP datagrams both ways", async () => {
+    /** Send three datagrams to a host port and return the sorted replies. */
+    async function udpExchange(port: number): Promise<string[]> {
       const socket = dgram.createSocket("udp4");
       try {
         const replies: string[] = [];
         socket.on("message", (message) => replies.push(message.toString()));
         await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", () => resolve()));
-        for (const text of ["one", "two", "three"]) socket.send(text, UDP_HOST, "127.0.0.1");
-        await waitFor("three UDP replies", async () => replies.length >= 3);
-        expect(replies.sort()).toEqual(["echo:one", "echo:three", "echo:two"]);
+        for (const text of ["one", "two", "three"]) socket.send(text, port, "127.0.0.1");
+        await waitFor(`three UDP replies from port ${port}`, async () => replies.length >= 3);
+        return replies.sort();
       } finally {
         socket.close();
       }
+    }
+
+    it("relays UDP datagrams both ways", async () => {
+      expect(await udpExchange(UDP_HOST)).toEqual(["echo:one", "echo:three", "echo:two"]);
+    });
+
+    it("reaches a UDP service on ::1", async () => {
+      expect(await udpExchange(UDP6_HOST)).toEqual(["echo:one", "echo:three", "echo:two"]);
     });
 
     it("serves many parallel connections", async () => {
@@ -482,6 +496,7 @@ describe.runIf(sandboxed)("vpnns publish", () => {
         "127.0.0.1:18082:8082/tcp true",
         "127.0.0.1:18083:8083/tcp true",
         "127.0.0.1:15300:5300/udp true",
+        "127.0.0.1:15301:5301/udp true",
       ]);
       expect(report.publishing.supervisorPid).toBeGreaterThan(0);
       const forwarder = report.processes.find((entry) => entry.pid === report.publishing.forwarderPid);
@@ -541,12 +556,20 @@ describe.runIf(sandboxed)("vpnns publish", () => {
       expect(down.exitCode, down.all).toBe(0);
       await stopServices();
       expect(await publishProcesses(dirs)).toEqual([]);
-      for (const port of [...Object.values(SERVICES).map((service) => service.host), UDP_HOST]) expect(await hostListeners(port)).toBe("");
+      for (const port of [...Object.values(SERVICES).map((service) => service.host), UDP_HOST, UDP6_HOST]) expect(await hostListeners(port)).toBe("");
       expect(await exists(join(dirs.stateDir, PROFILE))).toBe(false);
       const report = await statusOf(dirs);
       expect(report.state).toBe("down");
       expect(report.publishing.ports.every((port) => !port.listening)).toBe(true);
-      expect(report.publishing.ports.length).toBe(5);
+      expect(report.publishing.ports.length).toBe(6);
+    });
+
+    it("keeps the list on import --force", async () => {
+      const file = join(dirs.configDir, "..", "reimport.conf");
+      await writeFile(file, client.profileText, { mode: 0o600 });
+      const result = await vpnns(dirs, ["profile", "import", file, "--name", PROFILE, "--force"]);
+      expect(result.exitCode, result.all).toBe(0);
+      expect((await statusOf(dirs)).publishing.ports.length).toBe(6);
     });
 
     it("opens the stored list at up", async () => {
