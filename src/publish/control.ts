@@ -7,16 +7,19 @@
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdir, open, readdir, readFile, readlink, rename, rm, writeFile } from "node:fs/promises";
+import { basename, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stateDir } from "../core/paths.js";
 import { VpnnsError } from "../core/errors.js";
 import { logCommand } from "../core/log.js";
+import { pathExists } from "../core/files.js";
 import { formatCommand } from "../tools/exec.js";
 import type { Profile } from "../profile/types.js";
 import { forwarderSocket, logFile, publishDir, requestFile, statusFile, type PublishRequest, type PublishStatus } from "./files.js";
 import { formatHostSide } from "./spec.js";
 
 const SUPERVISOR_SCRIPT = fileURLToPath(new URL("./supervisor.js", import.meta.url));
+const FORWARDER_SCRIPT = fileURLToPath(new URL("./forwarder.js", import.meta.url));
 /** Milliseconds to wait for the supervisor to apply a request. */
 const APPLY_TIMEOUT_MS = 15_000;
 /** Milliseconds between SIGTERM and SIGKILL when a supervisor is stopped. */
@@ -40,11 +43,12 @@ export function forwardTargets(profile: Profile): string[] {
  */
 export async function applyPublishing(profile: Profile): Promise<PublishStatus | undefined> {
   const entries = profile.publish ?? [];
+  const folder = folderOf(profile.name);
   if (entries.length === 0) {
-    await stopPublishing(profile.name);
+    // A supervisor ends by itself once its folder is gone, so without a folder there is nothing to stop.
+    if (await pathExists(folder)) await stopPublishing(profile.name);
     return undefined;
   }
-  const folder = folderOf(profile.name);
   await mkdir(folder, { recursive: true, mode: 0o700 });
   const request: PublishRequest = { generation: randomUUID(), entries, targets: forwardTargets(profile) };
 
@@ -118,16 +122,42 @@ export async function readPublishStatus(profile: string): Promise<PublishStatus 
   }
 }
 
-/** Return the live (not zombie) command lines of every process, with its network namespace. */
-async function listProcesses(): Promise<{ pid: number; argv: string[]; namespace: string }[]> {
-  const found = [];
+interface PublishProcess {
+  pid: number;
+  kind: "supervisor" | "forwarder";
+  profile: string;
+}
+
+/** Return the profile a supervisor's or forwarder's command line names under this state folder, if any. */
+function profileOfCommand(argv: string[]): { kind: PublishProcess["kind"]; profile: string } | undefined {
+  if (argv[1] === SUPERVISOR_SCRIPT) {
+    const profile = argv[argv.indexOf("--profile") + 1];
+    const folder = argv[argv.indexOf("--state-dir") + 1];
+    return profile !== undefined && folder === stateDir() ? { kind: "supervisor", profile } : undefined;
+  }
+  if (argv[1] === FORWARDER_SCRIPT) {
+    const socket = argv[argv.indexOf("--socket") + 1] ?? "";
+    const profile = basename(dirname(dirname(socket)));
+    return socket === forwarderSocket(folderOf(profile)) ? { kind: "forwarder", profile } : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Find the supervisors and forwarders of this state folder. Supervisors count only in this network
+ * namespace, where vpnns starts them, because another sandbox or container may share /proc.
+ * Forwarders live in the profiles' namespaces and are known by their socket path.
+ */
+async function scanPublishProcesses(): Promise<PublishProcess[]> {
+  const own = await readlink("/proc/self/ns/net");
+  const found: PublishProcess[] = [];
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = await readFile(`/proc/${entry}/stat`, "utf8");
-      if (stat.slice(stat.lastIndexOf(")") + 2)[0] === "Z") continue;
-      const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8")).split("\0");
-      found.push({ pid: Number(entry), argv, namespace: await readlink(`/proc/${entry}/ns/net`) });
+      const match = profileOfCommand((await readFile(`/proc/${entry}/cmdline`, "utf8")).split("\0"));
+      if (match === undefined || !(await isRunning(Number(entry)))) continue;
+      if (match.kind === "supervisor" && (await readlink(`/proc/${entry}/ns/net`)) !== own) continue;
+      found.push({ pid: Number(entry), ...match });
     } catch {
       // The process ended while it was read.
     }
@@ -135,38 +165,30 @@ async function listProcesses(): Promise<{ pid: number; argv: string[]; namespace
   return found;
 }
 
-function isSupervisorOf(argv: string[], profile: string | undefined): string | undefined {
-  if (argv[1] !== SUPERVISOR_SCRIPT) return undefined;
-  const name = argv[argv.indexOf("--profile") + 1];
-  const folder = argv[argv.indexOf("--state-dir") + 1];
-  if (folder !== stateDir() || name === undefined) return undefined;
-  return profile === undefined || name === profile ? name : undefined;
-}
-
-/**
- * PIDs of the profile's supervisors under this state folder. Only this network namespace counts,
- * because vpnns starts supervisors there, and another sandbox or container may share /proc.
- */
-export async function findSupervisors(profile: string): Promise<number[]> {
-  const own = await readlink("/proc/self/ns/net");
-  return (await listProcesses()).filter((entry) => entry.namespace === own && isSupervisorOf(entry.argv, profile) !== undefined).map((entry) => entry.pid);
-}
-
-/** Profiles under this state folder that have a publish supervisor running, for cleanup. */
-export async function profilesWithSupervisors(): Promise<string[]> {
-  const own = await readlink("/proc/self/ns/net");
-  const names = new Set<string>();
-  for (const entry of await listProcesses()) {
-    const name = entry.namespace === own ? isSupervisorOf(entry.argv, undefined) : undefined;
-    if (name !== undefined) names.add(name);
+/** Check whether a process exists and is not a zombie that no parent has reaped yet. */
+async function isRunning(pid: number): Promise<boolean> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
   }
-  return [...names].sort();
+}
+
+/** PIDs of the profile's supervisors under this state folder. */
+export async function findSupervisors(profile: string): Promise<number[]> {
+  return (await scanPublishProcesses()).filter((entry) => entry.kind === "supervisor" && entry.profile === profile).map((entry) => entry.pid);
 }
 
 /** PIDs of the profile's forwarders, found by the socket path on their command line. */
 export async function findForwarders(profile: string): Promise<number[]> {
-  const socket = forwarderSocket(folderOf(profile));
-  return (await listProcesses()).filter((entry) => entry.argv.includes(socket) && entry.argv[0] !== "nsenter").map((entry) => entry.pid);
+  return (await scanPublishProcesses()).filter((entry) => entry.kind === "forwarder" && entry.profile === profile).map((entry) => entry.pid);
+}
+
+/** Profiles under this state folder that have a publish supervisor running, for cleanup. */
+export async function profilesWithSupervisors(): Promise<string[]> {
+  const supervisors = (await scanPublishProcesses()).filter((entry) => entry.kind === "supervisor");
+  return [...new Set(supervisors.map((entry) => entry.profile))].sort();
 }
 
 /**
@@ -174,17 +196,28 @@ export async function findForwarders(profile: string): Promise<number[]> {
  * publish folder. Returns whether anything was running. Safe to repeat.
  */
 export async function stopPublishing(profile: string): Promise<boolean> {
-  const supervisors = await findSupervisors(profile);
+  const processes = (await scanPublishProcesses()).filter((entry) => entry.profile === profile);
+  const supervisors = processes.filter((entry) => entry.kind === "supervisor").map((entry) => entry.pid);
   for (const pid of supervisors) signal(pid, "SIGTERM");
   const deadline = Date.now() + STOP_GRACE_MS;
-  while ((await findSupervisors(profile)).length > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-  for (const pid of await findSupervisors(profile)) signal(pid, "SIGKILL");
+  let remaining = supervisors;
+  while (remaining.length > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    remaining = await filterRunning(remaining);
+  }
+  for (const pid of remaining) signal(pid, "SIGKILL");
   // A supervisor killed with SIGKILL leaves its forwarder behind. It would end once its stdin closes,
   // but teardown deletes the namespace next and must not wait for that.
-  const forwarders = await findForwarders(profile);
-  for (const pid of forwarders) signal(pid, "SIGKILL");
+  const forwarders = processes.filter((entry) => entry.kind === "forwarder").map((entry) => entry.pid);
+  for (const pid of await filterRunning(forwarders)) signal(pid, "SIGKILL");
   await rm(folderOf(profile), { recursive: true, force: true });
-  return supervisors.length > 0 || forwarders.length > 0;
+  return processes.length > 0;
+}
+
+async function filterRunning(pids: number[]): Promise<number[]> {
+  const running = [];
+  for (const pid of pids) if (await isRunning(pid)) running.push(pid);
+  return running;
 }
 
 function signal(pid: number, name: NodeJS.Signals): void {

@@ -1,6 +1,9 @@
 /** The published ports of a profile as `vpnns status` reports them. */
 import { loadProfile } from "../profile/store.js";
 import { findSupervisors, readPublishStatus } from "./control.js";
+import { publishDir } from "./files.js";
+import { pathExists } from "../core/files.js";
+import { stateDir } from "../core/paths.js";
 import type { PublishedPort } from "./spec.js";
 
 export interface PublishedPortReport extends PublishedPort {
@@ -27,7 +30,8 @@ export async function reportPublishing(profile: string): Promise<PublishingRepor
     (loaded) => loaded.publish ?? [],
     () => [] as PublishedPort[],
   );
-  const supervisors = await findSupervisors(profile);
+  // Without a publish folder no supervisor runs, so the scan of /proc is skipped.
+  const supervisors = (await pathExists(publishDir(stateDir(), profile))) ? await findSupervisors(profile) : [];
   const status = supervisors.length > 0 ? await readPublishStatus(profile) : undefined;
   const ports = stored.map((entry): PublishedPortReport => {
     const applied = status?.ports.find((port) => port.protocol === entry.protocol && port.hostPort === entry.hostPort);
