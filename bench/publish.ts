@@ -1,9 +1,9 @@
 /**
  * Throughput of a published port: iperf3 from the host namespace to an iperf3 server inside the
- * main profile, through `vpnns publish`, against the same server reached from inside the namespace
- * directly (the floor) and through one systemd-socket-proxyd inside the namespace (a relay in C with
- * splice(2), for reference). A chain of two systemd-socket-proxyd processes that meet on a Unix
- * socket, the design of `vpnns publish` built from systemd's tool, cannot be measured: with
+ * main profile, through `vpnns publish`. For comparison, the same server is reached from inside
+ * the namespace directly (the floor) and through one systemd-socket-proxyd inside the namespace,
+ * a relay in C with splice(2). A chain of two systemd-socket-proxyd processes that meet on a Unix
+ * socket, the design of `vpnns publish` built from systemd's tool, is not measured, because with
  * systemd 252 the proxy that connects to the Unix socket exited during its first iperf3 run.
  * The main profile must be up.
  */

@@ -1,5 +1,5 @@
 /**
- * `vpnns publish` end to end, against the lab: HTTP and UDP services inside a profile answer on
+ * `vpnns publish` end to end, against the lab: HTTP and UDP services inside a profile reply on
  * published host ports, under parallel, large, slow and dropped transfers, while the namespace keeps
  * only loopback and the WireGuard interface and nothing new crosses the uplink. Also covers the
  * forwarder's restart, busy host ports, `unpublish`, the list applied at `up`, and `down`, `cleanup`
@@ -201,7 +201,7 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-/** What the namespace has that publishing could change: links, addresses, routes and firewall rules. */
+/** Return what publishing could change in the namespace: its links, addresses, routes and firewall rules. */
 async function namespaceSnapshot(): Promise<string> {
   const parts = [
     await command(["ip", "-n", NAMESPACE, "-o", "link", "show"]),
@@ -215,9 +215,9 @@ async function namespaceSnapshot(): Promise<string> {
 }
 
 /**
- * nftables counters in the sandbox's own namespace, which plays the user's host: packets on the
- * lab's uplink other than WireGuard to and from the provider's endpoint, and packets anywhere with
- * the profile's tunnel address, which must never appear outside the namespace.
+ * nftables counters in the sandbox's own namespace, which plays the user's host. They count
+ * packets on the lab's uplink other than WireGuard to and from the provider's endpoint. They also
+ * count packets anywhere with the profile's tunnel address, which must never appear outside the namespace.
  */
 class UplinkMonitor {
   static readonly TABLE = "vpnnspublishtest";
