@@ -1,6 +1,7 @@
 /** The benchmark page: figures, goals met or missed, per-step breakdowns and the conditions of the run. */
 import type { LaunchResults, LifecycleResults, MemoryResults, ScalingBatch } from "./lifecycle.js";
 import type { NetworkResults } from "./network.js";
+import type { PublishResults } from "./publish.js";
 import type { DiscardedRun, Sizes } from "./setup.js";
 import { summarizeSteps, START_STEP } from "./steps.js";
 import { formatMs, formatRatio, formatSummaryMs, summarize, type Summary } from "./stats.js";
@@ -22,6 +23,7 @@ export interface BenchResults {
   launch: LaunchResults;
   memory: MemoryResults;
   network: NetworkResults;
+  publish: PublishResults;
   scaling: ScalingBatch[];
   timelines: Timeline[];
   discarded: DiscardedRun[];
@@ -274,6 +276,26 @@ function renderNetworkTable(results: BenchResults): string {
   );
 }
 
+function renderPublishTable(results: BenchResults): string {
+  const { published, socketProxyd, inside } = results.publish;
+  const paths: [string, typeof inside | undefined][] = [
+    ["`vpnns publish` (supervisor and forwarder)", published],
+    ["one systemd-socket-proxyd, inside the namespace (reference)", socketProxyd],
+    ["from inside the namespace, no relay (floor)", inside],
+  ];
+  const share = (samples: number[], floor: number[]) => `${((median(samples) / median(floor)) * 100).toFixed(1)} %`;
+  const rows = paths
+    .filter((entry): entry is [string, typeof inside] => entry[1] !== undefined)
+    .map(([name, samples]) => [
+      name,
+      formatSummaryWith(summarize(samples.uploadBitsPerSecond), formatMbits),
+      share(samples.uploadBitsPerSecond, inside.uploadBitsPerSecond),
+      formatSummaryWith(summarize(samples.downloadBitsPerSecond), formatMbits),
+      share(samples.downloadBitsPerSecond, inside.downloadBitsPerSecond),
+    ]);
+  return table(["path to 127.0.0.1 inside", "host to service: median (min–max)", "of floor", "service to host (`-R`)", "of floor"], rows);
+}
+
 /** Renders one timeline with the share of time spent in child processes and in vpnns itself. */
 function renderTimeline(timeline: Timeline): string {
   const childMs = timeline.rows.filter((row) => row.isChild).reduce((sum, row) => sum + row.toMs - row.fromMs, 0);
@@ -385,6 +407,12 @@ iperf3 ${sizes.iperf3Seconds} s per run (after ${sizes.iperf3OmitSeconds} s left
 
 ${renderNetworkTable(results)}
 ${renderOverlapNote(results)}
+### Published port
+
+iperf3 as above, with the server inside the profile on 127.0.0.1, and the client in the host namespace on a port that \`vpnns publish bench 15202:5202\` published. For reference, the same server is also reached from inside the namespace through one systemd-socket-proxyd that systemd-socket-activate started, a relay in C, and with no relay at all (the floor). The tunnel is not involved. See [publish.md](publish.md) for the design.
+
+${renderPublishTable(results)}
+
 ## Where the time goes
 
 One traced run each of \`vpnns up\`, \`vpnns down\` and \`vpnns run -- true\`: the run with the median total out of ${sizes.timelineRepetitions}, with \`bench/trace-spawns.ts\` preloaded through \`NODE_OPTIONS=--import\`. It prints when Node.js is ready to load the main module and when each child process starts and is reaped. So the rows show every process that vpnns starts, including the queries that \`-v\` does not print, and the time that vpnns spends in its own code between them. These runs are not part of the figures above.

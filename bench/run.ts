@@ -13,6 +13,7 @@ import { performance } from "node:perf_hooks";
 import { runChecked } from "./commands.js";
 import { MAIN_PROFILE, BASELINE_INTERFACE, BASELINE_NAMESPACE, measureLaunch, measureLifecycle, measureScaling, measureWaitingMemory, scalingProfile } from "./lifecycle.js";
 import { BARE_INTERFACE, BARE_NAMESPACE, measureNetwork, startIperf3Server } from "./network.js";
+import { measurePublish } from "./publish.js";
 import { renderReport, type BenchResults } from "./report.js";
 import { measureTimelines } from "./timeline.js";
 import {
@@ -131,6 +132,8 @@ async function measure(context: Context, startedAt: Date): Promise<BenchResults>
     await server.stop();
   }
   await runChecked(["bash", BASELINE_DOWN, BARE_NAMESPACE, BARE_INTERFACE]);
+  await section("published port");
+  const publish = await measurePublish(context);
   await vpnns.checked(["down", MAIN_PROFILE]);
 
   progress("importing the scaling profiles");
@@ -156,6 +159,7 @@ async function measure(context: Context, startedAt: Date): Promise<BenchResults>
     launch,
     memory,
     network,
+    publish,
     scaling,
     timelines,
     discarded: context.discarded,

@@ -1,6 +1,7 @@
 /** Human-readable output of status and profiles. */
 import type { ProfileReport } from "../core/status.js";
 import type { Profile } from "../profile/types.js";
+import { formatHostSide, formatPublishedPort } from "../publish/spec.js";
 
 export function formatBytes(bytes: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -25,6 +26,7 @@ export function formatReport(report: ProfileReport): string {
   const apps = [...report.apps, ...(report.isDefault ? ["(default profile)"] : [])];
   if (report.state === "down") {
     if (apps.length > 0) lines.push(`  apps:       ${apps.join(", ")}`);
+    for (const port of report.publishing.ports) lines.push(`  published:  ${formatPublishedPort(port)} (opens at up)`);
     return lines.join("\n");
   }
   const backend = report.wireguardBackend ? ` (${report.wireguardBackend})` : "";
@@ -39,6 +41,14 @@ export function formatReport(report: ProfileReport): string {
   const processes = report.processes.map((entry) => `${entry.pid} ${entry.command} (uid ${entry.uid}${entry.app ? `, app ${entry.app}` : ""})`);
   if (apps.length > 0) lines.push(`  apps:       ${apps.join(", ")}`);
   lines.push(`  processes:  ${processes.length === 0 ? "none" : processes.join(", ")}`);
+  for (const port of report.publishing.ports) {
+    const state = port.listening ? "listening" : `not listening${port.error ? `: ${port.error}` : ""}`;
+    lines.push(`  published:  ${formatHostSide(port)} to port ${port.namespacePort} inside (${state})`);
+  }
+  if (report.publishing.supervisorPid !== null) {
+    const restarts = report.publishing.forwarderRestarts > 0 ? `, restarted ${report.publishing.forwarderRestarts} times` : "";
+    lines.push(`  forwarder:  supervisor ${report.publishing.supervisorPid}, forwarder ${report.publishing.forwarderPid ?? "(starting)"}${restarts}`);
+  }
   for (const problem of report.problems) lines.push(`  problem:    ${problem}`);
   return lines.join("\n");
 }

@@ -10,6 +10,7 @@ import { lockProfile, removeLockFile } from "../core/lock.js";
 import { isRunRegistered, otherLiveRuns, readState, registerRun, unregisterRun, writeState } from "../core/state.js";
 import { knownProfiles, reportProfile } from "../core/status.js";
 import { processesInside } from "../resources/namespace.js";
+import { findForwarders } from "../publish/control.js";
 import { resolveTargetUser } from "../core/user.js";
 import { launchApp } from "../apps/launch.js";
 import { appOfCommand, chooseProfile } from "../apps/assignments.js";
@@ -166,7 +167,8 @@ async function takeDownIfIdle(name: string): Promise<void> {
     const state = await readState(name);
     if (!state?.autoDown) return;
     if ((await otherLiveRuns(name)).length > 0) return;
-    const remaining = await processesInside(state.namespace);
+    const forwarders = await findForwarders(name);
+    const remaining = (await processesInside(state.namespace)).filter((entry) => !forwarders.includes(entry.pid));
     if (remaining.length > 0) {
       info(`leaving profile ${name} up: ${countProcesses(remaining.length)} still inside; 'vpnns down ${name}' ends them`);
       return;

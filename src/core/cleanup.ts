@@ -1,7 +1,7 @@
 /**
  * Finding and removing what vpnns made, also after crashed runs: namespaces named vpnns-*, state
- * folders and lock files, /etc/netns/vpnns-* folders, and WireGuard links named vns-* in the host
- * namespace with their wireguard-go daemons. Anything without those names is left alone.
+ * folders and lock files, /etc/netns/vpnns-* folders, WireGuard links named vns-* in the host
+ * namespace with their wireguard-go daemons, and publish supervisors started for this state folder. Anything without those names is left alone.
  */
 import { readdir, readFile, readlink } from "node:fs/promises";
 import { join } from "node:path";
@@ -12,6 +12,7 @@ import { down, type TeardownResult } from "./launcher.js";
 import { deleteLink, listLinks, showLink } from "../tools/ip.js";
 import { listNamespaces } from "../tools/ip.js";
 import { stopUserspaceDaemons } from "../resources/wireguard-link.js";
+import { profilesWithSupervisors } from "../publish/control.js";
 
 const INTERFACE_PREFIX = "vns-";
 
@@ -29,6 +30,7 @@ export async function profilesWithLeftovers(): Promise<string[]> {
     const profile = profileOfNamespace(folder);
     if (profile !== undefined) names.add(profile);
   }
+  for (const profile of await profilesWithSupervisors()) names.add(profile);
   const valid = new RegExp(PROFILE_NAME_PATTERN);
   return [...names].filter((name) => valid.test(name)).sort();
 }

@@ -22,6 +22,7 @@ import { createLink, findUserspaceDaemons, stopUserspaceDaemons, type PlannedCom
 import { removeDnsFiles, writeDnsFiles } from "../resources/dns.js";
 import { readPingGroupRange } from "../resources/ping-group-range.js";
 import { pathExists } from "./files.js";
+import { applyPublishing, stopPublishing } from "../publish/control.js";
 
 export interface UpOptions {
   /** Milliseconds to wait for the first handshake; 0 skips the wait. */
@@ -51,7 +52,10 @@ export async function up(profile: Profile, options: UpOptions): Promise<UpResult
 export async function upLocked(profile: Profile, options: UpOptions): Promise<UpResult> {
   const existing = await readState(profile.name);
   const problems = await checkHealth(existing);
-  if (existing && problems.length === 0) return { changed: false, state: existing };
+  if (existing && problems.length === 0) {
+    await applyPublishing(profile);
+    return { changed: false, state: existing };
+  }
   if (existing || (await hasLeftovers(profile.name))) {
     const reason = problems.length > 0 ? problems.join("; ") : "leftovers of an earlier run";
     info(`profile ${profile.name} is half-made (${reason}); removing it before rebuilding`);
@@ -89,6 +93,9 @@ async function build(profile: Profile, options: UpOptions): Promise<ProfileState
       undos.push(undoFor(step, profile.name));
       await runStep(step, profile, state, { settingsBackend: settings.wireguardBackend, options, signals });
     }
+    signals.throwIfReceived();
+    undos.push(async () => void (await stopPublishing(profile.name)));
+    await applyPublishing(profile);
     signals.throwIfReceived();
     const upState: ProfileState = { ...state, phase: "up", upAt: new Date().toISOString() };
     await writeState(upState);
@@ -266,6 +273,8 @@ export interface TeardownResult {
 export async function teardown(profile: string, options: { graceMs: number }): Promise<TeardownResult> {
   const namespace = namespaceName(profile);
   const link = interfaceName(profile);
+  // The supervisor goes first, so it does not start a forwarder again while the processes inside end.
+  const hadPublishing = await stopPublishing(profile);
   const hadNamespace = await namespaceExists(namespace);
   await removeRunRegistrations(profile);
   const endedProcesses = hadNamespace ? await endProcessesInside(namespace, options.graceMs) : 0;
@@ -279,7 +288,7 @@ export async function teardown(profile: string, options: { graceMs: number }): P
   const hadDnsFiles = await pathExists(netnsEtcDir(profile));
   if (hadDnsFiles) await removeDnsFiles(netnsEtcDir(profile));
   await removeState(profile);
-  const removed = hadNamespace || daemons.length > 0 || strayLink !== undefined || state !== undefined || hadDnsFiles;
+  const removed = hadPublishing || hadNamespace || daemons.length > 0 || strayLink !== undefined || state !== undefined || hadDnsFiles;
   return { removed, endedProcesses };
 }
 

@@ -7,6 +7,7 @@ import { processesInside, type ProcessInfo } from "../resources/namespace.js";
 import { listProfileNames } from "../profile/store.js";
 import { appsOfProfile, readAssignments } from "../apps/assignments.js";
 import { appOfProcessName } from "../apps/single-instance.js";
+import { reportPublishing, type PublishingReport } from "../publish/report.js";
 
 export interface PeerReport {
   publicKey: string;
@@ -38,6 +39,8 @@ export interface ProfileReport {
   isDefault: boolean;
   /** Reasons a profile is "broken" or "building", empty otherwise. */
   problems: string[];
+  /** Ports published with `vpnns publish`, and the processes that forward them. */
+  publishing: PublishingReport;
 }
 
 export async function reportProfile(profile: string, now = Date.now()): Promise<ProfileReport> {
@@ -59,6 +62,7 @@ export async function reportProfile(profile: string, now = Date.now()): Promise<
     apps,
     isDefault: assignments.defaultProfile === profile,
     problems: [],
+    publishing: await reportPublishing(profile),
   };
   if (!state) return report;
 
@@ -75,6 +79,8 @@ export async function reportProfile(profile: string, now = Date.now()): Promise<
     txBytes: peer.txBytes,
   }));
   report.processes = (await processesInside(namespace)).map((entry) => ({ ...entry, app: appOfProcessName(entry.command, apps) ?? null }));
+  const forwarder = report.processes.find((entry) => entry.pid === report.publishing.forwarderPid);
+  if (forwarder) forwarder.app = "vpnns publish forwarder";
   return report;
 }
 

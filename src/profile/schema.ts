@@ -25,6 +25,7 @@ import {
   validateWireGuardKey,
 } from "./wgquick.js";
 import type { InterfaceConfig, PeerConfig, Profile } from "./types.js";
+import { MAX_PUBLISHED_PORTS, findDuplicate, formatHostSide, normalizeHostAddress, type PublishedPort } from "../publish/spec.js";
 
 type JsonSchema = Schema<Profile>[keyof Profile];
 
@@ -98,6 +99,22 @@ export const profileSchema: Schema<Profile> = {
   },
   source: { type: "string", minLength: 2, pattern: "^/" },
   importedAt: { type: "string", pattern: ISO_TIME_PATTERN },
+  // Optional, so profiles stored before ports could be published stay valid.
+  publish: {
+    type: "array",
+    maxItems: MAX_PUBLISHED_PORTS,
+    items: {
+      type: "object",
+      required: ["protocol", "hostAddress", "hostPort", "namespacePort"],
+      additionalProperties: false,
+      properties: {
+        protocol: { type: "string", enum: ["tcp", "udp"] },
+        hostAddress: { type: "string", pattern: IP_PATTERN },
+        hostPort: { type: "integer", minimum: 1, maximum: 65535 },
+        namespacePort: { type: "integer", minimum: 1, maximum: 65535 },
+      },
+    },
+  },
 };
 
 /**
@@ -112,7 +129,8 @@ export const profileRootSchema = { additionalProperties: false } as const;
 
 type JsonObject = Record<string, unknown>;
 
-const PROFILE_KEYS = ["name", "interface", "peers", "source", "importedAt"];
+const PROFILE_KEYS = ["name", "interface", "peers", "source", "importedAt", "publish"];
+const PUBLISH_KEYS = ["protocol", "hostAddress", "hostPort", "namespacePort"];
 const INTERFACE_KEYS = ["privateKey", "addresses", "dns", "dnsSearch", "mtu", "listenPort"];
 const PEER_KEYS = ["publicKey", "presharedKey", "allowedIPs", "endpoint", "persistentKeepalive"];
 const SECRET_KEYS = new Set(["privateKey", "presharedKey"]);
@@ -154,7 +172,40 @@ export function validateStoredProfile(value: unknown, file: string): Profile {
     }
     profile.importedAt = importedAt;
   }
+  if (root.publish !== undefined) profile.publish = checkPublish(check, root.publish);
   return profile;
+}
+
+function checkPublish(check: StoredProfileCheck, value: unknown): PublishedPort[] {
+  if (!Array.isArray(value)) throw check.invalid("publish", value, "expected an array");
+  if (value.length > MAX_PUBLISHED_PORTS) throw check.invalid("publish", value, `at most ${MAX_PUBLISHED_PORTS} published ports are allowed`);
+  const entries: PublishedPort[] = [];
+  value.forEach((item, index) => {
+    const path = `publish[${index}]`;
+    const object = check.object(item, path, PUBLISH_KEYS);
+    const protocol = check.requiredString(object, "protocol", `${path}.protocol`);
+    if (protocol !== "tcp" && protocol !== "udp") throw check.invalid(`${path}.protocol`, protocol, 'expected "tcp" or "udp"');
+    const hostAddress = check.validated(`${path}.hostAddress`, check.requiredString(object, "hostAddress", `${path}.hostAddress`), normalizeHostAddress);
+    const entry: PublishedPort = {
+      protocol,
+      hostAddress,
+      hostPort: checkPort(check, object, "hostPort", path),
+      namespacePort: checkPort(check, object, "namespacePort", path),
+    };
+    const earlier = findDuplicate(entries, entry);
+    if (earlier >= 0) {
+      throw check.invalid(`${path}.hostPort`, entry.hostPort, `${formatHostSide(entries[earlier]!)} in publish[${earlier}] already uses this host port; remove one of them`);
+    }
+    entries.push(entry);
+  });
+  return entries;
+}
+
+function checkPort(check: StoredProfileCheck, object: JsonObject, key: string, path: string): number {
+  const port = check.optionalInteger(object, key, `${path}.${key}`);
+  if (port === undefined) throw check.missing(`${path}.${key}`);
+  if (port < 1 || port > 65535) throw check.invalid(`${path}.${key}`, port, "a port is a whole number from 1 to 65535");
+  return port;
 }
 
 function checkInterface(check: StoredProfileCheck, object: JsonObject): InterfaceConfig {

@@ -11,6 +11,7 @@ import { UsageError } from "../core/errors.js";
 import { MAX_CONFIG_BYTES, parseWgQuick } from "./wgquick.js";
 import { profileRootSchema, profileSchema, validateStoredProfile } from "./schema.js";
 import type { Profile } from "./types.js";
+import type { PublishedPort } from "../publish/spec.js";
 import { pathExists } from "../core/files.js";
 import { run } from "../tools/exec.js";
 
@@ -71,6 +72,9 @@ export async function importProfile(file: string, options: { name?: string; forc
   if (exists && !options.force) throw new UsageError(`profile ${name} already exists (${target}); add --force to replace it`);
 
   const profile: Profile = { name, ...config, source: resolve(file), importedAt: new Date().toISOString() };
+  // A provider's new file replaces the tunnel settings, not the ports the user published.
+  const previousPublish = exists ? await loadProfile(name).then((old) => old.publish, () => undefined) : undefined;
+  if (previousPublish !== undefined && previousPublish.length > 0) profile.publish = previousPublish;
   await ensureFolders();
   if (exists) await rm(target);
   const store = await openStore(name, profile);
@@ -145,6 +149,18 @@ export async function loadProfile(name: string): Promise<Profile> {
   const profile = validateStoredProfile(value, file);
   if (profile.name !== name) throw new UsageError(`invalid profile file ${file}: "name" is ${JSON.stringify(profile.name)}, but the file is named for ${JSON.stringify(name)}`);
   return profile;
+}
+
+/** Replace the profile's list of published ports; conf validates the result against the schema. */
+export async function savePublishList(name: string, entries: PublishedPort[]): Promise<Profile> {
+  const profile = await loadProfile(name);
+  const updated: Profile = { ...profile };
+  if (entries.length > 0) updated.publish = entries;
+  else delete updated.publish;
+  const store = await openStore(name);
+  store.store = updated;
+  await chmod(profileFile(name), 0o600);
+  return updated;
 }
 
 export async function listProfileNames(): Promise<string[]> {

@@ -1,3 +1,5 @@
+import type { PublishedPort } from "../publish/spec.js";
+
 /** A WireGuard peer as vpnns stores it. Addresses and networks are normalized CIDR strings. */
 export interface PeerConfig {
   publicKey: string;
@@ -36,4 +38,6 @@ export interface Profile extends WireGuardConfig {
   source?: string;
   /** ISO 8601 time of the import. */
   importedAt?: string;
+  /** Ports of services inside that `up` publishes on the host. Profiles stored before publishing existed have none. */
+  publish?: PublishedPort[];
 }

@@ -149,7 +149,7 @@ describe("validateStoredProfile", () => {
 
   it("rejects unknown properties", () => {
     expect(validationError(editedProfile((p) => (p.comment = "x")))).toBe(
-      "work.json: unknown property comment; expected only name, interface, peers, source, importedAt",
+      "work.json: unknown property comment; expected only name, interface, peers, source, importedAt, publish",
     );
     expect(validationError(editedProfile((p) => (p.interface.table = "off")))).toBe(
       "work.json: unknown property interface.table; expected only privateKey, addresses, dns, dnsSearch, mtu, listenPort",
