@@ -13,18 +13,22 @@ const PROFILE_NAME = new RegExp(PROFILE_NAME_PATTERN);
 const NAMESPACE_PREFIX = "vpnns-";
 const INTERFACE_PREFIX = "vns-";
 
-/** Throw a UsageError unless the name is a valid profile name. */
-export function validateProfileName(name: string): void {
-  if (name.length === 0) throw new UsageError("invalid profile name: the name is empty");
+/** Default next step in a profile name error: commands other than import name a stored profile. */
+const LIST_PROFILES_HINT = "list the stored profiles with: vpnns profile list";
+
+/**
+ * Throw a UsageError unless the name is a valid profile name. `hint` is the next step the message
+ * ends with; `profile import`, which chooses the name, passes one that points to --name.
+ */
+export function validateProfileName(name: string, hint = LIST_PROFILES_HINT): void {
+  if (name.length === 0) throw new UsageError(`invalid profile name: the name is empty; ${hint}`);
   const quoted = JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name);
   if (name.length > MAX_PROFILE_NAME) {
-    throw new UsageError(
-      `invalid profile name ${quoted}: ${name.length} characters, at most ${MAX_PROFILE_NAME} are allowed; choose a shorter one with --name`,
-    );
+    throw new UsageError(`invalid profile name ${quoted}: ${name.length} characters, at most ${MAX_PROFILE_NAME} are allowed; ${hint}`);
   }
   if (!PROFILE_NAME.test(name)) {
     throw new UsageError(
-      `invalid profile name ${quoted}: use lowercase letters, digits, '-' and '_', starting with a letter or digit; choose another with --name`,
+      `invalid profile name ${quoted}: use lowercase letters, digits, '-' and '_', starting with a letter or digit; ${hint}`,
     );
   }
 }

@@ -53,12 +53,8 @@ export interface ImportResult {
 /** Parse a wg-quick file and store it as a profile. Nothing is stored when any check fails. */
 export async function importProfile(file: string, options: { name?: string; force?: boolean }): Promise<ImportResult> {
   const name = options.name ?? defaultProfileName(file);
-  try {
-    validateProfileName(name);
-  } catch (error) {
-    const hint = options.name === undefined ? ` (derived from the file name ${JSON.stringify(basename(file))})` : "";
-    throw new UsageError(`${(error as Error).message}${hint}`);
-  }
+  const fromFileName = options.name === undefined ? `the name comes from the file name ${JSON.stringify(basename(file))}; ` : "";
+  validateProfileName(name, `${fromFileName}choose another with --name`);
   const text = await readConfigFile(file);
   const { config, warnings } = parseWgQuick(text, file);
   const fileInfo = await stat(file);
