@@ -3,7 +3,8 @@
  * validated by its schema. Profiles hold private keys, so files are mode 0600 in 0700 folders.
  */
 import type Conf from "conf";
-import { chmod, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { chmod, lstat, mkdir, open, readdir, readFile, rm, stat, type FileHandle } from "node:fs/promises";
 import { basename, extname, resolve } from "node:path";
 import { configDir, profileFile, profilesDir } from "../core/paths.js";
 import { validateProfileName } from "../core/names.js";
@@ -65,6 +66,7 @@ export async function importProfile(file: string, options: { name?: string; forc
   const target = profileFile(name);
   const exists = await pathExists(target);
   if (exists && !options.force) throw new UsageError(`profile ${name} already exists (${target}); add --force to replace it`);
+  if (exists) await checkReplaceable(target);
 
   const profile: Profile = { name, ...config, source: resolve(file), importedAt: new Date().toISOString() };
   await ensureFolders();
@@ -73,6 +75,13 @@ export async function importProfile(file: string, options: { name?: string; forc
   store.store = profile;
   await chmod(target, 0o600);
   return { profile, warnings, replaced: exists };
+}
+
+/** Reject replacing anything but a regular file or a symbolic link, which rm removes without following. */
+async function checkReplaceable(target: string): Promise<void> {
+  const info = await lstat(target);
+  if (info.isFile() || info.isSymbolicLink()) return;
+  throw new UsageError(`cannot replace ${target}: it is not a regular file; move it away, then import again`);
 }
 
 async function readConfigFile(file: string): Promise<string> {
@@ -107,33 +116,84 @@ async function readAsCaller(file: string): Promise<string> {
   return result.stdout;
 }
 
+/**
+ * Maximum size of a stored profile file in bytes: 4 times the wg-quick limit, because the JSON
+ * form adds quotes, commas and indentation to every list entry of the largest importable file.
+ */
+export const MAX_PROFILE_FILE_BYTES = 4 * MAX_CONFIG_BYTES;
+
 /** Load a stored profile, rejecting files that others can read and contents that fail validation. */
 export async function loadProfile(name: string): Promise<Profile> {
   validateProfileName(name);
   const file = profileFile(name);
-  let mode: number;
-  try {
-    mode = (await stat(file)).mode;
-  } catch {
-    const known = await listProfileNames();
-    const choices = known.length > 0 ? `known profiles: ${known.join(", ")}` : "no profiles are stored yet";
-    throw new UsageError(`profile ${name} not found (${file}); ${choices}; import one with: vpnns profile import FILE`);
-  }
-  if ((mode & 0o077) !== 0) {
-    const octal = (mode & 0o777).toString(8).padStart(4, "0");
-    throw new UsageError(`profile file ${file} has mode ${octal}, but it contains a private key and must be readable by root only: run chmod 600 ${file}`);
-  }
+  const text = await readProfileFile(name, file);
   // Reading skips conf: the hand check covers everything the schema does, names the JSON path and
   // the value in its messages, and spares every command the schema compilation.
   let value: unknown;
   try {
-    value = JSON.parse(await readFile(file, "utf8"));
+    value = JSON.parse(text);
   } catch (error) {
-    throw new UsageError(`invalid profile file ${file}: ${(error as Error).message}; fix it or import the profile again with --force`, { cause: error });
+    const reason = describeJsonError((error as Error).message, text);
+    throw new UsageError(`invalid profile file ${file}: ${reason}; fix it or import the profile again with --force`, { cause: error });
   }
   const profile = validateStoredProfile(value, file);
   if (profile.name !== name) throw new UsageError(`invalid profile file ${file}: "name" is ${JSON.stringify(profile.name)}, but the file is named for ${JSON.stringify(name)}`);
   return profile;
+}
+
+/**
+ * Read a profile file as UTF-8 text. The file must be a regular file, not a symbolic link, of mode
+ * 0600 or stricter and at most MAX_PROFILE_FILE_BYTES long. O_NONBLOCK keeps a FIFO from blocking
+ * the open, and the checks use the opened file, so a rename in between cannot swap it.
+ */
+async function readProfileFile(name: string, file: string): Promise<string> {
+  const reimport = `remove it and import the profile again with: vpnns profile import FILE --name ${name}`;
+  let handle: FileHandle;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ELOOP") throw new UsageError(`invalid profile file ${file}: it is a symbolic link, and vpnns reads only regular files there; ${reimport}`);
+    if (code !== "ENOENT" && code !== "ENOTDIR") throw error;
+    const known = await listProfileNames();
+    const choices = known.length > 0 ? `known profiles: ${known.join(", ")}` : "no profiles are stored yet";
+    throw new UsageError(`profile ${name} not found (${file}); ${choices}; import one with: vpnns profile import FILE`);
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new UsageError(`invalid profile file ${file}: not a regular file; ${reimport}`);
+    if ((info.mode & 0o077) !== 0) {
+      const octal = (info.mode & 0o777).toString(8).padStart(4, "0");
+      throw new UsageError(`profile file ${file} has mode ${octal}, but it contains a private key and must be readable by root only: run chmod 600 ${file}`);
+    }
+    if (info.size > MAX_PROFILE_FILE_BYTES) {
+      throw new UsageError(`invalid profile file ${file}: ${info.size} bytes, at most ${MAX_PROFILE_FILE_BYTES} are allowed; ${reimport}`);
+    }
+    const bytes = await handle.readFile();
+    try {
+      return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch {
+      throw new UsageError(`invalid profile file ${file}: not valid UTF-8 text; ${reimport}`);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Rewrite a JSON.parse message so that it quotes no part of the file, which contains a private key, because
+ * V8 (Node.js 20) quotes the text around an unexpected token. Positions become line and column.
+ */
+export function describeJsonError(message: string, text: string): string {
+  const token = /^Unexpected token '(.)', .* is not valid JSON$/su.exec(message);
+  if (token !== null) return `unexpected character ${JSON.stringify(token[1])}, the file is not valid JSON`;
+  const position = / in JSON at position (\d+)$/.exec(message);
+  if (position === null) return message;
+  const offset = Number(position[1]);
+  const before = text.slice(0, offset);
+  const line = before.split("\n").length;
+  const column = offset - (before.lastIndexOf("\n") + 1) + 1;
+  return `${message.slice(0, position.index)} at line ${line}, column ${column}`;
 }
 
 export async function listProfileNames(): Promise<string[]> {
