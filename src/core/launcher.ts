@@ -6,6 +6,7 @@
 import { rm, writeFile } from "node:fs/promises";
 import type { Profile } from "../profile/types.js";
 import { interfaceName, namespaceName } from "./names.js";
+import { requireOwnInterfaceForDown } from "./interface-clash.js";
 import { netnsEtcDir } from "./paths.js";
 import { VpnnsError } from "./errors.js";
 import { info, logCommand, warn } from "./log.js";
@@ -284,6 +285,7 @@ export async function teardown(profile: string, options: { graceMs: number }): P
 
 /** Take a profile down under its lock, then remove its lock file as well. */
 export async function down(profile: string, options: { graceMs?: number } = {}): Promise<TeardownResult> {
+  await requireOwnInterfaceForDown(profile);
   const lock = await lockProfile(profile);
   try {
     return await teardown(profile, { graceMs: options.graceMs ?? DOWN_GRACE_MS });

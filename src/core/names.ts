@@ -45,11 +45,22 @@ export function profileOfNamespace(namespace: string): string | undefined {
 /**
  * Derive the WireGuard interface name: "vns-<profile>" when it fits in 15 characters, otherwise
  * the first 6 characters of the profile, "-" and 4 hex digits of its SHA-256, so long names stay
- * distinct. Two long names can still share a short name (1 in 65536); `up` then fails on the clash.
+ * distinct. Two names can still share an interface name, so import, loadProfile and `down` check for that
+ * with findInterfaceClash.
  */
 export function interfaceName(profile: string): string {
   const plain = `${INTERFACE_PREFIX}${profile}`;
   if (plain.length <= MAX_INTERFACE_NAME) return plain;
   const digest = createHash("sha256").update(profile).digest("hex").slice(0, 4);
   return `${INTERFACE_PREFIX}${profile.slice(0, 6)}-${digest}`;
+}
+
+/**
+ * Return the first of `others`, other than `profile` itself, whose interface name is that of
+ * `profile`, or undefined. Shortening lets two names share one, such as "abcdefghijkl" and
+ * "abcdef-d682", which both become vns-abcdef-d682.
+ */
+export function findInterfaceClash(profile: string, others: readonly string[]): string | undefined {
+  const link = interfaceName(profile);
+  return others.find((other) => other !== profile && interfaceName(other) === link);
 }

@@ -7,12 +7,13 @@ import { constants } from "node:fs";
 import { chmod, lstat, mkdir, open, readdir, readFile, rm, stat, type FileHandle } from "node:fs/promises";
 import { basename, extname, resolve } from "node:path";
 import { configDir, profileFile, profilesDir } from "../core/paths.js";
-import { validateProfileName } from "../core/names.js";
+import { findInterfaceClash, interfaceName, validateProfileName } from "../core/names.js";
 import { UsageError } from "../core/errors.js";
 import { MAX_CONFIG_BYTES, parseWgQuick } from "./wgquick.js";
 import { profileRootSchema, profileSchema, validateStoredProfile } from "./schema.js";
 import type { Profile } from "./types.js";
 import { pathExists } from "../core/files.js";
+import { requireOwnInterface } from "../core/interface-clash.js";
 import { run } from "../tools/exec.js";
 
 /** Open a profile's conf store. conf and its schema compiler load only here, on the import path. */
@@ -61,6 +62,13 @@ export async function importProfile(file: string, options: { name?: string; forc
   const fileInfo = await stat(file);
   if ((fileInfo.mode & 0o004) !== 0) {
     warnings.push(`${file} is readable by every user of this machine and contains a private key: run chmod 600 ${file}, or delete it now that it is imported`);
+  }
+
+  const clash = findInterfaceClash(name, await listProfileNames());
+  if (clash !== undefined) {
+    throw new UsageError(
+      `invalid profile name "${name}": its interface name ${interfaceName(name)} is also that of profile ${clash}; choose another with --name`,
+    );
   }
 
   const target = profileFile(name);
@@ -122,7 +130,10 @@ async function readAsCaller(file: string): Promise<string> {
  */
 export const MAX_PROFILE_FILE_BYTES = 4 * MAX_CONFIG_BYTES;
 
-/** Load a stored profile, rejecting files that others can read and contents that fail validation. */
+/**
+ * Load a stored profile, rejecting files that others can read, contents that fail validation and
+ * a name that shares its interface name with another profile.
+ */
 export async function loadProfile(name: string): Promise<Profile> {
   validateProfileName(name);
   const file = profileFile(name);
@@ -138,6 +149,7 @@ export async function loadProfile(name: string): Promise<Profile> {
   }
   const profile = validateStoredProfile(value, file);
   if (profile.name !== name) throw new UsageError(`invalid profile file ${file}: "name" is ${JSON.stringify(profile.name)}, but the file is named for ${JSON.stringify(name)}`);
+  await requireOwnInterface(name, await listProfileNames());
   return profile;
 }
 
