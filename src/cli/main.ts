@@ -12,6 +12,7 @@ import { registerSettingsCommands } from "./settings-commands.js";
 import { registerAppCommands } from "./app-commands.js";
 import { registerSystemdCommands } from "./systemd-commands.js";
 import { addVerboseOption } from "./options.js";
+import { describeSystemError } from "./system-error.js";
 
 const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
 
@@ -55,6 +56,8 @@ function exitCodeFor(error: unknown): number {
     // Commander has already printed its message; help and --version end with exit code 0.
     return error.exitCode === 0 ? 0 : EXIT_USAGE;
   }
+  const systemError = describeSystemError(error);
+  if (systemError !== undefined) return exitCodeFor(systemError);
   if (error instanceof VpnnsError) {
     process.stderr.write(`vpnns: ${error.message}\n`);
     return error.exitCode;
