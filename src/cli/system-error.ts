@@ -2,21 +2,10 @@
  * Messages for file system errors that reach the command line unhandled, such as a config folder
  * path that names a file. They replace a stack trace with the path, the reason and a next step.
  */
+import { describeErrno } from "../core/errno.js";
 import { EXIT_FAILURE, EXIT_USAGE, VpnnsError } from "../core/errors.js";
 
-/** Reasons by errno code. The first three mean a path names the wrong kind of file, which a setting can fix. */
-const REASONS: Record<string, string> = {
-  ENOTDIR: "a part of the path is not a folder",
-  EEXIST: "a file of that name is in the way",
-  EISDIR: "it is a folder",
-  EACCES: "permission denied",
-  EPERM: "operation not permitted",
-  EROFS: "the file system is read-only",
-  ENOSPC: "no space left on the device",
-  ELOOP: "too many levels of symbolic links",
-  ENAMETOOLONG: "the path is too long",
-  ENOENT: "not found",
-};
+/** Codes that mean a path names the wrong kind of file, which a setting can fix. */
 const WRONG_TYPE_CODES = new Set(["ENOTDIR", "EEXIST", "EISDIR"]);
 
 const FOLDERS_HINT =
@@ -31,7 +20,6 @@ export function describeSystemError(error: unknown): VpnnsError | undefined {
   if (!(error instanceof Error)) return undefined;
   const { code, syscall, path } = error as NodeJS.ErrnoException;
   if (typeof code !== "string" || typeof syscall !== "string" || typeof path !== "string") return undefined;
-  const reason = REASONS[code] ?? error.message;
   const exitCode = WRONG_TYPE_CODES.has(code) ? EXIT_USAGE : EXIT_FAILURE;
-  return new VpnnsError(`failed to ${syscall} ${path}: ${reason} (${code}); ${FOLDERS_HINT}`, { exitCode, cause: error });
+  return new VpnnsError(`failed to ${syscall} ${path}: ${describeErrno(error)}; ${FOLDERS_HINT}`, { exitCode, cause: error });
 }

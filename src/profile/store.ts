@@ -4,11 +4,13 @@
  */
 import type Conf from "conf";
 import { constants } from "node:fs";
+import type { Stats } from "node:fs";
 import { chmod, lstat, mkdir, open, readdir, readFile, rm, stat, type FileHandle } from "node:fs/promises";
 import { basename, extname, resolve } from "node:path";
 import { configDir, profileFile, profilesDir } from "../core/paths.js";
 import { findInterfaceClash, interfaceName, validateProfileName } from "../core/names.js";
 import { UsageError } from "../core/errors.js";
+import { describeErrno } from "../core/errno.js";
 import { MAX_CONFIG_BYTES, parseWgQuick } from "./wgquick.js";
 import { profileRootSchema, profileSchema, validateStoredProfile } from "./schema.js";
 import type { Profile } from "./types.js";
@@ -93,17 +95,18 @@ async function checkReplaceable(target: string): Promise<void> {
 }
 
 async function readConfigFile(file: string): Promise<string> {
-  let size: number;
+  let info: Stats;
   try {
-    const info = await stat(file);
-    if (!info.isFile()) throw new UsageError(`cannot import ${file}: not a regular file`);
-    size = info.size;
+    info = await stat(file);
   } catch (error) {
-    if (error instanceof UsageError) throw error;
-    throw new UsageError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code === "ENOENT" ? "file not found" : (error as Error).message}`);
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") throw new UsageError(`file ${file} not found; check the path of the wg-quick file`);
+    throw new UsageError(`failed to read ${file}: ${describeErrno(error)}; check the path of the wg-quick file`);
   }
-  if (size > MAX_CONFIG_BYTES) {
-    throw new UsageError(`cannot import ${file}: ${size} bytes, more than the ${MAX_CONFIG_BYTES} bytes a WireGuard configuration can plausibly need`);
+  if (!info.isFile()) throw new UsageError(`invalid file ${file}: not a regular file; give the path of a wg-quick .conf file`);
+  if (info.size > MAX_CONFIG_BYTES) {
+    throw new UsageError(
+      `invalid file ${file}: ${info.size} bytes, at most ${MAX_CONFIG_BYTES} (1 MiB) are allowed; give the wg-quick file from your VPN provider`,
+    );
   }
   return readAsCaller(file);
 }

@@ -117,3 +117,24 @@ describe("importProfile replacing", () => {
     );
   });
 });
+
+describe("importProfile file checks", () => {
+  it("rejects a folder as the file", async () => {
+    expect(await usageError(() => importProfile(root, { name: "work" }))).toBe(
+      `invalid file ${root}: not a regular file; give the path of a wg-quick .conf file`,
+    );
+  });
+
+  it("names a missing file", async () => {
+    const file = join(root, "missing.conf");
+    expect(await usageError(() => importProfile(file, { name: "work" }))).toBe(`file ${file} not found; check the path of the wg-quick file`);
+  });
+
+  it("explains a symbolic link loop", async () => {
+    const file = join(root, "loop.conf");
+    symlinkSync(file, file);
+    expect(await usageError(() => importProfile(file, { name: "work" }))).toBe(
+      `failed to read ${file}: too many levels of symbolic links (ELOOP); check the path of the wg-quick file`,
+    );
+  });
+});
