@@ -12,8 +12,10 @@ import { chmod, copyFile, lstat, mkdir, mkdtemp, readdir, readFile, readlink, sy
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { beforeAll, describe, expect, it } from "vitest";
-import { SKIP_REASON, makeDirs, sandboxed, vpnns, type TestDirs } from "./helpers.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Lab } from "../../src/lab/lab.js";
+import { interfaceName } from "../../src/core/names.js";
+import { SKIP_REASON, importClient, makeDirs, sandboxed, vpnns, type TestDirs } from "./helpers.js";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/bad-input/", import.meta.url));
 
@@ -304,5 +306,70 @@ describe.skipIf(!sandboxed)(`bad input (${sandboxed ? "sandboxed" : SKIP_REASON}
       expect(result.exitCode).toBe(entry.exitCode);
       expect(after).toBe(before);
     });
+  });
+});
+
+/**
+ * Two profiles whose names shorten to one interface name, as a profile file copied by hand can
+ * make. While one is up, commands on the other must fail without touching the tunnel of the first,
+ * which `down` finds by interface name.
+ */
+describe.skipIf(!sandboxed)(`interface name clash (${sandboxed ? "sandboxed" : SKIP_REASON})`, () => {
+  const upProfile = "clashlongname1";
+  const link = interfaceName(upProfile);
+  /** The short name that is its own interface name, and equals the shortened name of upProfile. */
+  const copiedProfile = link.slice("vns-".length);
+  let lab: Lab;
+  let dirs: TestDirs;
+
+  beforeAll(async () => {
+    const labModule = (await import("../../dist/lab/lab.js")) as typeof import("../../src/lab/lab.js");
+    lab = await labModule.createLab();
+    dirs = await makeDirs("bad-input-clash");
+    await importClient(dirs, lab, upProfile);
+    const up = await vpnns(dirs, ["up", upProfile]);
+    expect(up.exitCode, up.all).toBe(0);
+    const profiles = join(dirs.configDir, "profiles");
+    const stored = JSON.parse(await readFile(join(profiles, `${upProfile}.json`), "utf8")) as { name: string };
+    stored.name = copiedProfile;
+    await writeFile(join(profiles, `${copiedProfile}.json`), JSON.stringify(stored), { mode: 0o600 });
+  });
+
+  afterAll(async () => {
+    if (dirs !== undefined) await vpnns(dirs, ["down", upProfile]);
+    await lab?.destroy();
+  });
+
+  async function tunnelState(): Promise<string> {
+    const status = await vpnns(dirs, ["status", upProfile, "--json"]);
+    return `${(JSON.parse(status.stdout) as { state: string }).state}\n${await snapshot([dirs.stateDir, `/etc/netns/vpnns-${upProfile}`])}`;
+  }
+
+  it("names differ but interfaces clash", () => {
+    expect(copiedProfile).not.toBe(upProfile);
+    expect(interfaceName(copiedProfile)).toBe(link);
+  });
+
+  it("down of the copy leaves the tunnel", async () => {
+    const before = await tunnelState();
+    const result = await vpnns(dirs, ["down", copiedProfile]);
+    expect(result.stderr).toBe(
+      `vpnns: profile ${copiedProfile} is not up, and its interface name ${link} belongs to profile ${upProfile}, which is up; ` +
+        `nothing was removed. To take that one down, run: vpnns down ${upProfile}`,
+    );
+    expect(result.exitCode).toBe(2);
+    expect(await tunnelState()).toBe(before);
+    expect(before.startsWith("up\n")).toBe(true);
+  });
+
+  it("up of the copy leaves the tunnel", async () => {
+    const before = await tunnelState();
+    const result = await vpnns(dirs, ["up", copiedProfile]);
+    expect(result.stderr).toBe(
+      `vpnns: invalid profile name "${copiedProfile}": its interface name ${link} is also that of profile ${upProfile}; ` +
+        "import one of them again under another name with --name, then remove the old one",
+    );
+    expect(result.exitCode).toBe(2);
+    expect(await tunnelState()).toBe(before);
   });
 });
