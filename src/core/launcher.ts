@@ -40,6 +40,8 @@ export const DOWN_GRACE_MS = 5000;
 
 /** Bring a profile up, or leave it as it is when it is already up and healthy. */
 export async function up(profile: Profile, options: UpOptions): Promise<UpResult> {
+  // An invalid settings file is bad input, so it must fail before the lock file is made.
+  readSettings();
   const lock = await lockProfile(profile.name);
   try {
     return await upLocked(profile, options);
