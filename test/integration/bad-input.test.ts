@@ -41,7 +41,12 @@ type Recipe =
   | "json-loose-mode"
   | "json-group-readable"
   | "json-interface-clash"
-  | "config-file";
+  | "config-file"
+  | "settings-fifo"
+  | "apps-fifo"
+  | "settings-directory"
+  | "apps-symlink"
+  | "settings-huge";
 
 /**
  * One row of cases.json. In `args`, `env` and `message`, {input} is the case's input file,
@@ -59,6 +64,9 @@ interface BadInputCase {
   profileJson?: string;
   /** The profile name a JSON fixture or JSON recipe is installed as. */
   profile?: string;
+  /** A fixture copied into the config folder as `configName`, such as settings.json. */
+  configJson?: string;
+  configName?: string;
   recipe?: Recipe;
   env?: Record<string, string>;
   /** The exact stderr. */
@@ -195,6 +203,24 @@ async function makeRecipe(recipe: Recipe, paths: CasePaths, profile: string): Pr
     case "config-file":
       await writeFile(join(paths.work, "config-file"), "not a folder\n");
       return;
+    case "settings-fifo":
+      await execa("mkfifo", ["-m", "600", join(paths.config, "settings.json")]);
+      return;
+    case "apps-fifo":
+      await execa("mkfifo", ["-m", "600", join(paths.config, "apps.json")]);
+      return;
+    case "settings-directory":
+      await mkdir(join(paths.config, "settings.json"));
+      return;
+    case "apps-symlink": {
+      const target = join(paths.work, "apps.json");
+      await writeFile(target, '{"apps": {}}\n', { mode: 0o600 });
+      await symlink(target, join(paths.config, "apps.json"));
+      return;
+    }
+    case "settings-huge":
+      await writeFile(join(paths.config, "settings.json"), `{}${" ".repeat(1024 * 1024)}`, { mode: 0o600 });
+      return;
   }
 }
 
@@ -290,6 +316,9 @@ describe.skipIf(!sandboxed)(`bad input (${sandboxed ? "sandboxed" : SKIP_REASON}
         // latin1 keeps every byte, so fixtures that are not valid UTF-8 stay as they are.
         const text = (await readFile(join(FIXTURES, entry.profileJson), "latin1")).replaceAll('"NAME"', JSON.stringify(profile));
         await writeFile(join(paths.profiles, `${profile}.json`), text, { encoding: "latin1", mode: 0o600 });
+      }
+      if (entry.configJson !== undefined) {
+        await writeFile(join(paths.config, entry.configName ?? "settings.json"), await readFile(join(FIXTURES, entry.configJson)), { mode: 0o600 });
       }
       if (entry.recipe !== undefined) await makeRecipe(entry.recipe, paths, profile);
 
