@@ -13,6 +13,7 @@ import { registerAppCommands } from "./app-commands.js";
 import { registerSystemdCommands } from "./systemd-commands.js";
 import { addVerboseOption } from "./options.js";
 import { describeSystemError } from "./system-error.js";
+import { checkFolderVariables } from "../core/paths.js";
 
 const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
 
@@ -33,6 +34,7 @@ function buildProgram(): Command {
 
   program.hook("preAction", async (_program, action) => {
     setVerbose(Boolean(action.optsWithGlobals().verbose));
+    checkFolderVariables();
     await ensureRoot(action.name());
   });
   for (const command of allCommands(program)) command.exitOverride();
