@@ -10,7 +10,7 @@ import { execa } from "execa";
 import { createHash } from "node:crypto";
 import { chmod, copyFile, lstat, mkdir, mkdtemp, readdir, readFile, readlink, symlink, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Lab } from "../../src/lab/lab.js";
@@ -324,7 +324,9 @@ describe.skipIf(!sandboxed)(`bad input (${sandboxed ? "sandboxed" : SKIP_REASON}
 
       const env: Record<string, string> = { VPNNS_SYSTEMD_DIR: unitFolder, ...(entry.recipe === "root-only-link" ? NOBODY : {}) };
       for (const [name, value] of Object.entries(entry.env ?? {})) env[name] = fill(value, paths);
-      const folders = [work, join(homedir(), ".local/share/applications")];
+      // A relative folder variable would name a folder under the working folder of the test.
+      const variableFolders = Object.values(entry.env ?? {}).map((value) => resolve(fill(value, paths)));
+      const folders = [work, join(homedir(), ".local/share/applications"), ...variableFolders];
 
       const before = await snapshot(folders);
       const result = await vpnns(dirs, entry.args.map((arg) => fill(arg, paths)), { env, timeout: 30_000 });
