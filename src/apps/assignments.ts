@@ -5,12 +5,12 @@
  */
 import type Conf from "conf";
 import type { Schema } from "conf";
-import { existsSync } from "node:fs";
 import { chmod, mkdir } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { configDir } from "../core/paths.js";
 import { MAX_PROFILE_NAME, PROFILE_NAME_PATTERN, validateProfileName } from "../core/names.js";
 import { UsageError } from "../core/errors.js";
+import { checkConfigJsonFile } from "../core/config-file.js";
 import { listProfileNames, profileExists } from "../profile/store.js";
 
 export interface AppAssignments {
@@ -101,7 +101,7 @@ async function readStoredFile(): Promise<AppAssignments> {
 
 /** Read the assignments; a missing file means none, and reading never creates the file or its folder. */
 export async function readAssignments(): Promise<AppAssignments> {
-  if (!existsSync(assignmentsFile())) return { apps: {} };
+  if (!checkConfigJsonFile(assignmentsFile(), "app assignments file")) return { apps: {} };
   return readStoredFile();
 }
 
@@ -116,7 +116,7 @@ function copyAssignments(stored: Partial<AppAssignments>): AppAssignments {
 async function updateAssignments(change: (current: AppAssignments) => AppAssignments): Promise<void> {
   await mkdir(configDir(), { recursive: true, mode: 0o700 });
   await chmod(configDir(), 0o700);
-  const current = existsSync(assignmentsFile()) ? await readStoredFile() : { apps: {} };
+  const current = checkConfigJsonFile(assignmentsFile(), "app assignments file") ? await readStoredFile() : { apps: {} };
   (await openAssignments()).store = change(current);
   await chmod(assignmentsFile(), 0o600);
 }

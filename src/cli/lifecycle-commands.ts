@@ -3,6 +3,7 @@ import { Option, type Command } from "commander";
 import { loadProfile } from "../profile/store.js";
 import { validateProfileName } from "../core/names.js";
 import { UsageError } from "../core/errors.js";
+import { readSettings } from "../core/settings.js";
 import { info } from "../core/log.js";
 import { down, teardown, upLocked, DOWN_GRACE_MS, up, type TeardownResult } from "../core/launcher.js";
 import { cleanup, type CleanupResult } from "../core/cleanup.js";
@@ -113,6 +114,8 @@ async function runInProfile(command: string[], flags: UpFlags & { profile?: stri
   const { profile: name } = await chooseProfile(flags.profile, appOfCommand(command));
   const profile = await loadProfile(name);
   const user = await resolveTargetUser({ user: flags.user, asRoot: flags.asRoot });
+  // An invalid settings file is bad input, so it must fail before the lock file is made.
+  readSettings();
 
   // The lock is held until the app is inside the namespace, so that a `vpnns down` which starts
   // meanwhile finds the app and ends it, instead of removing the namespace under its start.

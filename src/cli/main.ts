@@ -13,6 +13,8 @@ import { registerAppCommands } from "./app-commands.js";
 import { registerSystemdCommands } from "./systemd-commands.js";
 import { registerPublishCommands } from "./publish-commands.js";
 import { addVerboseOption } from "./options.js";
+import { describeSystemError } from "./system-error.js";
+import { checkFolderVariables } from "../core/paths.js";
 
 const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
 
@@ -34,6 +36,7 @@ function buildProgram(): Command {
 
   program.hook("preAction", async (_program, action) => {
     setVerbose(Boolean(action.optsWithGlobals().verbose));
+    checkFolderVariables();
     await ensureRoot(action.name());
   });
   for (const command of allCommands(program)) command.exitOverride();
@@ -57,6 +60,8 @@ function exitCodeFor(error: unknown): number {
     // Commander has already printed its message; help and --version end with exit code 0.
     return error.exitCode === 0 ? 0 : EXIT_USAGE;
   }
+  const systemError = describeSystemError(error);
+  if (systemError !== undefined) return exitCodeFor(systemError);
   if (error instanceof VpnnsError) {
     process.stderr.write(`vpnns: ${error.message}\n`);
     return error.exitCode;

@@ -6,6 +6,7 @@
 import { rm, writeFile } from "node:fs/promises";
 import type { Profile } from "../profile/types.js";
 import { interfaceName, namespaceName } from "./names.js";
+import { requireOwnInterfaceForDown } from "./interface-clash.js";
 import { netnsEtcDir } from "./paths.js";
 import { VpnnsError } from "./errors.js";
 import { info, logCommand, warn } from "./log.js";
@@ -40,6 +41,8 @@ export const DOWN_GRACE_MS = 5000;
 
 /** Bring a profile up, or leave it as it is when it is already up and healthy. */
 export async function up(profile: Profile, options: UpOptions): Promise<UpResult> {
+  // An invalid settings file is bad input, so it must fail before the lock file is made.
+  readSettings();
   const lock = await lockProfile(profile.name);
   try {
     return await upLocked(profile, options);
@@ -294,6 +297,7 @@ export async function teardown(profile: string, options: { graceMs: number }): P
 
 /** Take a profile down under its lock, then remove its lock file as well. */
 export async function down(profile: string, options: { graceMs?: number } = {}): Promise<TeardownResult> {
+  await requireOwnInterfaceForDown(profile);
   const lock = await lockProfile(profile);
   try {
     return await teardown(profile, { graceMs: options.graceMs ?? DOWN_GRACE_MS });

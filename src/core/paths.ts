@@ -1,5 +1,6 @@
 /** Locations of profiles, settings and runtime state. */
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
+import { UsageError } from "./errors.js";
 import { namespaceName } from "./names.js";
 
 /** Profiles and settings: /etc/vpnns, or VPNNS_CONFIG_DIR. */
@@ -32,4 +33,17 @@ export function netnsEtcDir(profile: string): string {
 /** Return the bind-mount that names a profile's network namespace. */
 export function netnsRunFile(profile: string): string {
   return join("/run/netns", namespaceName(profile));
+}
+
+/**
+ * Reject a relative VPNNS_CONFIG_DIR or VPNNS_STATE_DIR. Such a path depends on the working
+ * folder, so a profile imported from one folder would not be found from another.
+ */
+export function checkFolderVariables(env: NodeJS.ProcessEnv = process.env): void {
+  for (const name of ["VPNNS_CONFIG_DIR", "VPNNS_STATE_DIR"]) {
+    const value = env[name];
+    if (value && !isAbsolute(value)) {
+      throw new UsageError(`invalid ${name} ${JSON.stringify(value)}: give an absolute path, such as /etc/vpnns or /run/vpnns, or unset it`);
+    }
+  }
 }

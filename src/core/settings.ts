@@ -1,9 +1,10 @@
 /** Machine-wide settings in <config>/settings.json, stored with conf and validated by its schema. */
 import type Conf from "conf";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { configDir } from "./paths.js";
 import { UsageError } from "./errors.js";
+import { checkConfigJsonFile } from "./config-file.js";
 import type { WireGuardBackendSetting } from "../resources/wireguard-link.js";
 import type { FirewallBackend } from "../resources/firewall.js";
 
@@ -50,7 +51,7 @@ async function openSettings(): Promise<Conf<Settings>> {
  */
 export function readSettings(): Settings {
   const file = settingsFile();
-  if (!existsSync(file)) return { ...DEFAULT_SETTINGS };
+  if (!checkConfigJsonFile(file, "settings file")) return { ...DEFAULT_SETTINGS };
   let stored: unknown;
   try {
     stored = JSON.parse(readFileSync(file, "utf8"));
@@ -74,6 +75,7 @@ export function readSettings(): Settings {
 
 export async function writeSetting<K extends keyof Settings>(key: K, value: Settings[K]): Promise<void> {
   mkdirSync(configDir(), { recursive: true, mode: 0o700 });
+  checkConfigJsonFile(settingsFile(), "settings file");
   const store = await openSettings();
   try {
     store.set(key, value);

@@ -3,16 +3,20 @@
  * validated by its schema. Profiles hold private keys, so files are mode 0600 in 0700 folders.
  */
 import type Conf from "conf";
-import { chmod, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import type { Stats } from "node:fs";
+import { chmod, lstat, mkdir, open, readdir, readFile, rm, stat, type FileHandle } from "node:fs/promises";
 import { basename, extname, resolve } from "node:path";
 import { configDir, profileFile, profilesDir } from "../core/paths.js";
-import { validateProfileName } from "../core/names.js";
+import { findInterfaceClash, interfaceName, validateProfileName } from "../core/names.js";
 import { UsageError } from "../core/errors.js";
+import { describeErrno } from "../core/errno.js";
 import { MAX_CONFIG_BYTES, parseWgQuick } from "./wgquick.js";
 import { profileRootSchema, profileSchema, validateStoredProfile } from "./schema.js";
 import type { Profile } from "./types.js";
 import type { PublishedPort } from "../publish/spec.js";
 import { pathExists } from "../core/files.js";
+import { requireOwnInterface } from "../core/interface-clash.js";
 import { run } from "../tools/exec.js";
 
 /** Open a profile's conf store. conf and its schema compiler load only here, on the import path. */
@@ -54,12 +58,8 @@ export interface ImportResult {
 /** Parse a wg-quick file and store it as a profile. Nothing is stored when any check fails. */
 export async function importProfile(file: string, options: { name?: string; force?: boolean }): Promise<ImportResult> {
   const name = options.name ?? defaultProfileName(file);
-  try {
-    validateProfileName(name);
-  } catch (error) {
-    const hint = options.name === undefined ? ` (derived from the file name ${JSON.stringify(basename(file))})` : "";
-    throw new UsageError(`${(error as Error).message}${hint}`);
-  }
+  const fromFileName = options.name === undefined ? `the name comes from the file name ${JSON.stringify(basename(file))}; ` : "";
+  validateProfileName(name, `${fromFileName}choose another with --name`);
   const text = await readConfigFile(file);
   const { config, warnings } = parseWgQuick(text, file);
   const fileInfo = await stat(file);
@@ -67,9 +67,17 @@ export async function importProfile(file: string, options: { name?: string; forc
     warnings.push(`${file} is readable by every user of this machine and contains a private key: run chmod 600 ${file}, or delete it now that it is imported`);
   }
 
+  const clash = findInterfaceClash(name, await listProfileNames());
+  if (clash !== undefined) {
+    throw new UsageError(
+      `invalid profile name "${name}": its interface name ${interfaceName(name)} is also that of profile ${clash}; choose another with --name`,
+    );
+  }
+
   const target = profileFile(name);
   const exists = await pathExists(target);
   if (exists && !options.force) throw new UsageError(`profile ${name} already exists (${target}); add --force to replace it`);
+  if (exists) await checkReplaceable(target);
 
   const profile: Profile = { name, ...config, source: resolve(file), importedAt: new Date().toISOString() };
   // A provider's new file replaces the tunnel settings, not the ports the user published.
@@ -83,18 +91,26 @@ export async function importProfile(file: string, options: { name?: string; forc
   return { profile, warnings, replaced: exists };
 }
 
+/** Reject replacing anything but a regular file or a symbolic link, which rm removes without following. */
+async function checkReplaceable(target: string): Promise<void> {
+  const info = await lstat(target);
+  if (info.isFile() || info.isSymbolicLink()) return;
+  throw new UsageError(`cannot replace ${target}: it is not a regular file; move it away, then import again`);
+}
+
 async function readConfigFile(file: string): Promise<string> {
-  let size: number;
+  let info: Stats;
   try {
-    const info = await stat(file);
-    if (!info.isFile()) throw new UsageError(`cannot import ${file}: not a regular file`);
-    size = info.size;
+    info = await stat(file);
   } catch (error) {
-    if (error instanceof UsageError) throw error;
-    throw new UsageError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code === "ENOENT" ? "file not found" : (error as Error).message}`);
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") throw new UsageError(`file ${file} not found; check the path of the wg-quick file`);
+    throw new UsageError(`failed to read ${file}: ${describeErrno(error)}; check the path of the wg-quick file`);
   }
-  if (size > MAX_CONFIG_BYTES) {
-    throw new UsageError(`cannot import ${file}: ${size} bytes, more than the ${MAX_CONFIG_BYTES} bytes a WireGuard configuration can plausibly need`);
+  if (!info.isFile()) throw new UsageError(`invalid file ${file}: not a regular file; give the path of a wg-quick .conf file`);
+  if (info.size > MAX_CONFIG_BYTES) {
+    throw new UsageError(
+      `invalid file ${file}: ${info.size} bytes, at most ${MAX_CONFIG_BYTES} (1 MiB) are allowed; give the wg-quick file from your VPN provider`,
+    );
   }
   return readAsCaller(file);
 }
@@ -116,38 +132,32 @@ async function readAsCaller(file: string): Promise<string> {
   return result.stdout;
 }
 
-/** Load a stored profile, rejecting files that others can read and contents that fail validation. */
+/**
+ * Maximum size of a stored profile file in bytes: 4 times the wg-quick limit, because the JSON
+ * form adds quotes, commas and indentation to every list entry of the largest importable file.
+ */
+export const MAX_PROFILE_FILE_BYTES = 4 * MAX_CONFIG_BYTES;
+
+/**
+ * Load a stored profile, rejecting files that others can read, contents that fail validation and
+ * a name that shares its interface name with another profile.
+ */
 export async function loadProfile(name: string): Promise<Profile> {
   validateProfileName(name);
   const file = profileFile(name);
-  let mode: number;
-  let owner: number;
-  try {
-    ({ mode, uid: owner } = await stat(file));
-  } catch {
-    const known = await listProfileNames();
-    const choices = known.length > 0 ? `known profiles: ${known.join(", ")}` : "no profiles are stored yet";
-    throw new UsageError(`profile ${name} not found (${file}); ${choices}; import one with: vpnns profile import FILE`);
-  }
-  if ((mode & 0o077) !== 0) {
-    const octal = (mode & 0o777).toString(8).padStart(4, "0");
-    throw new UsageError(`profile file ${file} has mode ${octal}, but it contains a private key and must be readable by root only: run chmod 600 ${file}`);
-  }
-  const self = process.geteuid?.() ?? 0;
-  if (owner !== self) {
-    // The owner can rewrite the endpoint and DNS servers of a profile that root brings up.
-    throw new UsageError(`profile file ${file} is owned by uid ${owner}, but it contains a private key and must be owned by uid ${self}: run chown ${self === 0 ? "root:root" : `${self}:${self}`} ${file}`);
-  }
+  const text = await readProfileFile(name, file);
   // Reading skips conf: the hand check covers everything the schema does, names the JSON path and
   // the value in its messages, and spares every command the schema compilation.
   let value: unknown;
   try {
-    value = JSON.parse(await readFile(file, "utf8"));
+    value = JSON.parse(text);
   } catch (error) {
-    throw new UsageError(`invalid profile file ${file}: ${(error as Error).message}; fix it or import the profile again with --force`, { cause: error });
+    const reason = describeJsonError((error as Error).message, text);
+    throw new UsageError(`invalid profile file ${file}: ${reason}; fix it or import the profile again with --force`, { cause: error });
   }
   const profile = validateStoredProfile(value, file);
   if (profile.name !== name) throw new UsageError(`invalid profile file ${file}: "name" is ${JSON.stringify(profile.name)}, but the file is named for ${JSON.stringify(name)}`);
+  await requireOwnInterface(name, await listProfileNames());
   return profile;
 }
 
@@ -161,6 +171,66 @@ export async function savePublishList(name: string, entries: PublishedPort[]): P
   store.store = updated;
   await chmod(profileFile(name), 0o600);
   return updated;
+}
+
+/**
+ * Read a profile file as UTF-8 text. The file must be a regular file, not a symbolic link, of mode
+ * 0600 or stricter and at most MAX_PROFILE_FILE_BYTES long. O_NONBLOCK keeps a FIFO from blocking
+ * the open, and the checks use the opened file, so a rename in between cannot swap it.
+ */
+async function readProfileFile(name: string, file: string): Promise<string> {
+  const reimport = `remove it and import the profile again with: vpnns profile import FILE --name ${name}`;
+  let handle: FileHandle;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ELOOP") throw new UsageError(`invalid profile file ${file}: it is a symbolic link, and vpnns reads only regular files there; ${reimport}`);
+    if (code !== "ENOENT" && code !== "ENOTDIR") throw error;
+    const known = await listProfileNames();
+    const choices = known.length > 0 ? `known profiles: ${known.join(", ")}` : "no profiles are stored yet";
+    throw new UsageError(`profile ${name} not found (${file}); ${choices}; import one with: vpnns profile import FILE`);
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new UsageError(`invalid profile file ${file}: not a regular file; ${reimport}`);
+    if ((info.mode & 0o077) !== 0) {
+      const octal = (info.mode & 0o777).toString(8).padStart(4, "0");
+      throw new UsageError(`profile file ${file} has mode ${octal}, but it contains a private key and must be readable by root only: run chmod 600 ${file}`);
+    }
+    const self = process.geteuid?.() ?? 0;
+    if (info.uid !== self) {
+      // The owner can rewrite the endpoint and DNS servers of a profile that root brings up.
+      throw new UsageError(`profile file ${file} is owned by uid ${info.uid}, but it contains a private key and must be owned by uid ${self}: run chown ${self === 0 ? "root:root" : `${self}:${self}`} ${file}`);
+    }
+    if (info.size > MAX_PROFILE_FILE_BYTES) {
+      throw new UsageError(`invalid profile file ${file}: ${info.size} bytes, at most ${MAX_PROFILE_FILE_BYTES} are allowed; ${reimport}`);
+    }
+    const bytes = await handle.readFile();
+    try {
+      return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch {
+      throw new UsageError(`invalid profile file ${file}: not valid UTF-8 text; ${reimport}`);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Rewrite a JSON.parse message so that it quotes no part of the file, which contains a private key, because
+ * V8 (Node.js 20) quotes the text around an unexpected token. Positions become line and column.
+ */
+export function describeJsonError(message: string, text: string): string {
+  const token = /^Unexpected token '(.)', .* is not valid JSON$/su.exec(message);
+  if (token !== null) return `unexpected character ${JSON.stringify(token[1])}, the file is not valid JSON`;
+  const position = / in JSON at position (\d+)$/.exec(message);
+  if (position === null) return message;
+  const offset = Number(position[1]);
+  const before = text.slice(0, offset);
+  const line = before.split("\n").length;
+  const column = offset - (before.lastIndexOf("\n") + 1) + 1;
+  return `${message.slice(0, position.index)} at line ${line}, column ${column}`;
 }
 
 export async function listProfileNames(): Promise<string[]> {

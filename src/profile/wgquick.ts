@@ -539,6 +539,15 @@ class WgQuickParser {
       );
     }
 
+    // Files are decoded leniently, so each byte that is not valid UTF-8 arrives as U+FFFD.
+    const replacement = line.indexOf("\uFFFD");
+    if (replacement >= 0) {
+      throw this.error(
+        lineNumber,
+        `invalid UTF-8 text at column ${replacement + 1} (shown as U+FFFD); a wg-quick file must be plain text, so save it as UTF-8 or ASCII`,
+      );
+    }
+
     const comment = line.indexOf("#");
     const content = (comment < 0 ? line : line.slice(0, comment)).trim();
     if (content === "") return;

@@ -36,8 +36,14 @@ const UNIT_NAME_CHARACTERS = /^[A-Za-z0-9:_.\\-]+$/;
 /** Unit types other than services, named by their suffix. */
 const OTHER_UNIT_SUFFIXES = [".socket", ".target", ".timer", ".mount", ".automount", ".swap", ".path", ".slice", ".scope", ".device"];
 
-/** Return the unit folder as an absolute path: the override, else VPNNS_SYSTEMD_DIR, else /etc/systemd/system. */
+/**
+ * Return the unit folder as an absolute path: the override, else VPNNS_SYSTEMD_DIR, else
+ * /etc/systemd/system. An empty --unit-dir is rejected, so that it never falls back to the system folder.
+ */
 export function unitDir(override?: string): string {
+  if (override !== undefined && override.trim() === "") {
+    throw new UsageError("invalid --unit-dir: the path is empty; give a folder, such as /etc/systemd/system");
+  }
   return resolve(override || process.env.VPNNS_SYSTEMD_DIR || DEFAULT_UNIT_DIR);
 }
 

@@ -6,14 +6,23 @@ describe("profile names", () => {
     expect(() => validateProfileName(name)).not.toThrow();
   });
 
+  const rule = "use lowercase letters, digits, '-' and '_', starting with a letter or digit";
+  const listHint = "list the stored profiles with: vpnns profile list";
+
   it.each([
-    ["", "invalid profile name: the name is empty"],
-    ["../etc", 'invalid profile name "../etc": use lowercase letters, digits, \'-\' and \'_\', starting with a letter or digit; choose another with --name'],
-    ["-rf", 'invalid profile name "-rf": use lowercase letters, digits, \'-\' and \'_\', starting with a letter or digit; choose another with --name'],
-    ["has space", 'invalid profile name "has space": use lowercase letters, digits, \'-\' and \'_\', starting with a letter or digit; choose another with --name'],
-    ["a".repeat(33), `invalid profile name "${"a".repeat(33)}": 33 characters, at most 32 are allowed; choose a shorter one with --name`],
+    ["", `invalid profile name: the name is empty; ${listHint}`],
+    ["../etc", `invalid profile name "../etc": ${rule}; ${listHint}`],
+    ["-rf", `invalid profile name "-rf": ${rule}; ${listHint}`],
+    ["has space", `invalid profile name "has space": ${rule}; ${listHint}`],
+    ["a".repeat(33), `invalid profile name "${"a".repeat(33)}": 33 characters, at most 32 are allowed; ${listHint}`],
   ])("rejects %j", (name, message) => {
     expect(() => validateProfileName(name)).toThrow(message);
+  });
+
+  it("ends with the given hint", () => {
+    expect(() => validateProfileName("Work", "choose another with --name")).toThrow(
+      `invalid profile name "Work": ${rule}; choose another with --name`,
+    );
   });
 
   it("derives namespace names", () => {
