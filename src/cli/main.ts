@@ -11,6 +11,7 @@ import { registerDemoCommand } from "./demo-command.js";
 import { registerSettingsCommands } from "./settings-commands.js";
 import { registerAppCommands } from "./app-commands.js";
 import { registerSystemdCommands } from "./systemd-commands.js";
+import { registerCheckCommand } from "./check-command.js";
 import { addVerboseOption } from "./options.js";
 
 const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
@@ -28,6 +29,7 @@ function buildProgram(): Command {
   registerAppCommands(program);
   registerSettingsCommands(program);
   registerSystemdCommands(program);
+  registerCheckCommand(program);
   registerDemoCommand(program);
 
   program.hook("preAction", async (_program, action) => {
