@@ -23,6 +23,7 @@ import { saveFilter } from "../tools/iptables.js";
 import { NFT_TABLE, renderNftRuleset, type FirewallBackend } from "../resources/firewall.js";
 import { renderResolvConf } from "../resources/dns.js";
 import { namespaceExists, sleep } from "../resources/namespace.js";
+import { prepareAppMounts } from "../resources/app-mounts.js";
 
 export type CheckName = "up" | "interfaces" | "kill-switch" | "routes" | "dns-files" | "resolver-sockets" | "handshake" | "ipv6" | "probe";
 
@@ -314,12 +315,9 @@ function checkResolverSockets(context: Context, inside: ResolverReport | string)
     ...(nscd ? ["glibc asks nscd before it reads nsswitch.conf, so the host's nscd answers lookups of apps inside through the host's network"] : []),
     ...(resolved ? ["programs that call systemd-resolved directly resolve names through the host's network"] : []),
   ];
-  const fixes = [
-    ...(nscd ? ["stop nscd (systemctl stop nscd) or turn off its hosts cache ('enable-cache hosts no' in /etc/nscd.conf, then restart it)"] : []),
-    ...(resolved ? ["avoid programs that call systemd-resolved (resolvectl, nss-resolve) inside the profile"] : []),
-  ];
-  // NOTE: vpnns does not hide these sockets from apps yet; the fixes act on the host's services.
-  return fail("resolver-sockets", detail.join("; "), fixes.join("; "));
+  // `up` covers only the folders that exist then, and a profile that an older vpnns brought up has no cover at all.
+  const fix = `${rebuildCommand(context.profile.name)}, because 'vpnns up' covers /run/nscd and /run/systemd/resolve for apps when those folders exist`;
+  return fail("resolver-sockets", detail.join("; "), fix);
 }
 
 /** Seconds since the peer's latest handshake, or undefined when there was none. */
@@ -432,7 +430,7 @@ async function killSwitchDropsIpv6(context: Context): Promise<boolean> {
  * parse its JSON line. A failure comes back as a string that describes it.
  */
 async function runInside<T>(context: Context, args: string[]): Promise<T | string> {
-  const argv = planAppCommand(context.namespace, context.user, [process.execPath, INSIDE_SCRIPT, ...args]);
+  const argv = planAppCommand(context.namespace, context.user, [process.execPath, INSIDE_SCRIPT, ...args], await prepareAppMounts(context.namespace));
   const result = await run(argv, { intent: `run the check script inside ${context.namespace}`, allowFailure: true, timeout: PROBE_TIMEOUT_MS + 5000 });
   const line = result.stdout.trim().split("\n").pop() ?? "";
   try {

@@ -5,12 +5,12 @@
  * test/sandbox.sh, and imports the lab from dist/ (npm run build first).
  */
 import { execa } from "execa";
-import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { afterAll, beforeAll, describe, expect, it, test } from "vitest";
 import type { Lab, LabClient } from "../../src/lab/lab.js";
 import type { CheckName, CheckReport, CheckResult } from "../../src/core/check.js";
-import { SKIP_REASON, importClient, makeDirs, sandboxed, vpnns, type TestDirs } from "./helpers.js";
+import { CLI, SKIP_REASON, importClient, makeDirs, sandboxed, vpnns, type TestDirs } from "./helpers.js";
 
 const ALL_CHECKS: CheckName[] = ["up", "interfaces", "kill-switch", "routes", "dns-files", "resolver-sockets", "handshake", "ipv6"];
 
@@ -63,6 +63,34 @@ async function expectHealthy(dirs: TestDirs, profile: string): Promise<void> {
   expect(run.exitCode).toBe(0);
 }
 
+async function upOrThrow(dirs: TestDirs, profile: string): Promise<void> {
+  const result = await vpnns(dirs, ["up", profile]);
+  if (result.exitCode !== 0) throw new Error(`vpnns up ${profile} failed: ${result.all}`);
+}
+
+/** Mount points at or below a folder, from this process's mountinfo, in mount order. */
+async function mountsBelow(folder: string): Promise<string[]> {
+  const info = await readFile("/proc/self/mountinfo", "utf8");
+  return info
+    .split("\n")
+    .map((line) => line.split(" ")[4] ?? "")
+    .filter((point) => point === folder || point.startsWith(`${folder}/`));
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** A script for `node -e SCRIPT PATH` that connects to a Unix socket and prints "connected" or the error code. */
+const CONNECT_SCRIPT = `
+const socket = require("node:net").connect({ path: process.argv[1] });
+socket.on("connect", () => { process.stdout.write("connected"); process.exit(0); });
+socket.on("error", (error) => { process.stdout.write(error.code); process.exit(0); });
+`;
+
 async function rebuild(dirs: TestDirs, profile: string): Promise<void> {
   for (const args of [["down", profile], ["up", profile]]) {
     const result = await vpnns(dirs, args);
@@ -70,19 +98,24 @@ async function rebuild(dirs: TestDirs, profile: string): Promise<void> {
   }
 }
 
-/** Listens on the nscd socket path and counts connections; each connection is closed after its request. */
-async function startFakeNscd(): Promise<{ server: Server; connections: () => number }> {
+/**
+ * Listens on the nscd socket path and records each request, then closes the connection. Requests
+ * carry the looked-up key, so lookups from inside can be told apart from vpnns's own user lookups.
+ */
+async function startFakeNscd(): Promise<{ server: Server; lookupsOf: (key: string) => number }> {
   await mkdir(NSCD_DIR, { recursive: true });
   await rm(NSCD_SOCKET, { force: true });
-  let count = 0;
+  const requests: string[] = [];
   const server = createServer((socket) => {
-    count += 1;
     socket.on("error", () => {});
-    socket.once("data", () => socket.destroy());
+    socket.once("data", (data: Buffer) => {
+      requests.push(data.toString("latin1"));
+      socket.destroy();
+    });
   });
   await new Promise<void>((resolve) => server.listen(NSCD_SOCKET, resolve));
   await chmod(NSCD_SOCKET, 0o666);
-  return { server, connections: () => count };
+  return { server, lookupsOf: (key) => requests.filter((request) => request.includes(key)).length };
 }
 
 async function stopFakeNscd(server: Server): Promise<void> {
@@ -105,8 +138,7 @@ describe.skipIf(!sandboxed)("vpnns check", () => {
     lab = await labModule.createLab();
     dirs = await makeDirs("check");
     client = await importClient(dirs, lab, profile);
-    const up = await vpnns(dirs, ["up", profile]);
-    if (up.exitCode !== 0) throw new Error(`vpnns up ${profile} failed: ${up.all}`);
+    await upOrThrow(dirs, profile);
   });
 
   afterAll(async () => {
@@ -361,34 +393,87 @@ describe.skipIf(!sandboxed)("vpnns check", () => {
       await expectHealthy(dirs, profile);
     });
 
-    it("listening nscd fails resolver-sockets", async () => {
+    it("no mount namespace fails resolver-sockets", async () => {
       const nscd = await startFakeNscd();
       try {
+        // Without the namespace file, apps start through `ip netns exec`, as under an older vpnns.
+        await must(["umount", `${dirs.stateDir}/${profile}/mounts/mnt`]);
         const run = await checkJson(dirs, profile);
         expect(run.exitCode).toBe(1);
         const sockets = find(run, "resolver-sockets");
         expect(sockets.ok).toBe(false);
         expect(sockets.detail).toContain(`${NSCD_SOCKET} and /var/run/nscd/socket accept connections from inside`);
         expect(sockets.detail).toContain("glibc asks nscd before it reads nsswitch.conf");
-        expect(sockets.fix).toContain("stop nscd");
+        expect(sockets.fix).toContain(`vpnns down ${profile}`);
         expect(failedNames(run)).toEqual(["resolver-sockets"]);
+
+        await rebuild(dirs, profile);
+        await expectHealthy(dirs, profile);
       } finally {
         await stopFakeNscd(nscd.server);
       }
       await expectHealthy(dirs, profile);
     });
 
-    it("glibc inside asks a listening nscd", async () => {
-      // Shows why the resolver-sockets check exists: with "hosts: files dns" in the namespace's
-      // nsswitch.conf, a lookup by an app still goes to the nscd socket first.
+    it("nscd started after up is covered", async () => {
       const nscd = await startFakeNscd();
       try {
+        await expectHealthy(dirs, profile);
         const result = await vpnns(dirs, ["run", "--profile", profile, "--", "getent", "ahosts", "leaktest.example"]);
-        expect(result.exitCode, result.all).not.toBe(0);
-        expect(nscd.connections()).toBeGreaterThan(0);
+        expect(result.exitCode, result.all).toBe(2);
+        expect(nscd.lookupsOf("leaktest.example")).toBe(0);
       } finally {
         await stopFakeNscd(nscd.server);
       }
+    });
+
+    it("replaced resolv.conf is bound again", async () => {
+      // Tools such as NetworkManager replace /etc/resolv.conf by a rename, which detaches the bind
+      // mount on the old file in the apps' mount namespace.
+      const original = await readFile("/etc/resolv.conf", "utf8");
+      const replace = async (text: string) => {
+        await writeFile("/etc/resolv.conf.check-new", text);
+        await rename("/etc/resolv.conf.check-new", "/etc/resolv.conf");
+      };
+      await replace("nameserver 198.51.100.53\n");
+      try {
+        const result = await vpnns(dirs, ["run", "--profile", profile, "--", "cat", "/etc/resolv.conf"]);
+        expect(result.exitCode, result.all).toBe(0);
+        expect(result.stdout).toContain(`nameserver ${lab.serviceAddress4}`);
+        expect(result.stdout).not.toContain("198.51.100.53");
+      } finally {
+        await replace(original);
+      }
+      await expectHealthy(dirs, profile);
+    });
+
+    it("ip netns exec reaches a listening nscd", async () => {
+      // Shows the leak that the mount namespace of apps closes: with "hosts: files dns" in the
+      // namespace's nsswitch.conf, glibc still sends the lookup to the nscd socket first.
+      const nscd = await startFakeNscd();
+      try {
+        const result = await command(["ip", "netns", "exec", namespace, "getent", "ahosts", "leaktest.example"]);
+        expect(result.exitCode).not.toBe(0);
+        expect(nscd.lookupsOf("leaktest.example")).toBeGreaterThan(0);
+      } finally {
+        await stopFakeNscd(nscd.server);
+      }
+    });
+
+    it("vpnns run hides a listening nscd", async () => {
+      const nscd = await startFakeNscd();
+      try {
+        await rebuild(dirs, profile);
+        const result = await vpnns(dirs, ["run", "--profile", profile, "--", "getent", "ahosts", "leaktest.example"]);
+        expect(result.exitCode, result.all).toBe(2);
+        expect(nscd.lookupsOf("leaktest.example")).toBe(0);
+        const ls = await vpnns(dirs, ["run", "--profile", profile, "--", "ls", "-A", NSCD_DIR]);
+        expect(ls.exitCode, ls.all).toBe(0);
+        expect(ls.stdout).toBe("");
+      } finally {
+        await stopFakeNscd(nscd.server);
+      }
+      await expectHealthy(dirs, profile);
     });
 
     it("missing tunnel IPv6 address fails ipv6", async () => {
@@ -432,8 +517,7 @@ describe.skipIf(!sandboxed)("vpnns check", () => {
 
     beforeAll(async () => {
       await importClient(dirs, lab, v4, { ipv6: false });
-      const up = await vpnns(dirs, ["up", v4]);
-      if (up.exitCode !== 0) throw new Error(`vpnns up ${v4} failed: ${up.all}`);
+      await upOrThrow(dirs, v4);
     });
 
     it("reports IPv6 as blocked", async () => {
@@ -461,6 +545,98 @@ describe.skipIf(!sandboxed)("vpnns check", () => {
     });
   });
 
+  describe("mount namespace of apps", () => {
+    it("down removes its mounts", async () => {
+      const other = "mounts";
+      await importClient(dirs, lab, other);
+      await upOrThrow(dirs, other);
+      const folder = `${dirs.stateDir}/${other}/mounts`;
+      expect(await mountsBelow(folder)).toEqual([folder, `${folder}/mnt`]);
+
+      const down = await vpnns(dirs, ["down", other]);
+      expect(down.exitCode, down.all).toBe(0);
+      expect(await mountsBelow(folder)).toEqual([]);
+      expect(await pathExists(`${dirs.stateDir}/${other}`)).toBe(false);
+    });
+
+    it("apps see the namespace's sysfs", async () => {
+      const result = await vpnns(dirs, ["run", "--profile", profile, "--", "ls", "/sys/class/net"]);
+      expect(result.exitCode, result.all).toBe(0);
+      expect(result.stdout.split("\n").sort()).toEqual(["lo", link].sort());
+    });
+
+    it("apps start in the caller's folder", async () => {
+      const folder = await mkdtemp("/run/vpnns/check-cwd-");
+      const result = await execa(process.execPath, [CLI, "run", "--profile", profile, "--", "pwd"], {
+        reject: false,
+        cwd: folder,
+        env: { VPNNS_CONFIG_DIR: dirs.configDir, VPNNS_STATE_DIR: dirs.stateDir },
+      });
+      expect(result.exitCode, result.stderr).toBe(0);
+      expect(result.stdout).toBe(folder);
+    });
+  });
+
+  describe("host with systemd-resolved", () => {
+    const other = "resolved";
+    const resolveDir = "/run/systemd/resolve";
+    let originalResolvConf: string;
+    let varlink: Server | undefined;
+    let varlinkConnections = 0;
+
+    beforeAll(async () => {
+      // Play a host whose /etc/resolv.conf links to systemd-resolved's stub file, with its Varlink
+      // socket listening. The sandbox's /etc and /run are private overlays.
+      if (await pathExists(resolveDir)) throw new Error(`${resolveDir} exists in the sandbox; this test needs to create it`);
+      originalResolvConf = await readFile("/etc/resolv.conf", "utf8");
+      await mkdir(resolveDir, { recursive: true });
+      await writeFile(`${resolveDir}/stub-resolv.conf`, "nameserver 198.51.100.53\n");
+      varlink = createServer((socket) => {
+        varlinkConnections += 1;
+        socket.destroy();
+      });
+      await new Promise<void>((resolve) => varlink!.listen(`${resolveDir}/io.systemd.Resolve`, resolve));
+      await rm("/etc/resolv.conf");
+      await symlink("../run/systemd/resolve/stub-resolv.conf", "/etc/resolv.conf");
+      await importClient(dirs, lab, other);
+      await upOrThrow(dirs, other);
+    });
+
+    afterAll(async () => {
+      await vpnns(dirs, ["down", other]);
+      await rm("/etc/resolv.conf", { force: true });
+      await writeFile("/etc/resolv.conf", originalResolvConf);
+      if (varlink) await new Promise<void>((resolve) => varlink!.close(() => resolve()));
+      await rm(resolveDir, { recursive: true, force: true });
+    });
+
+    it("host socket is reachable without the cover", async () => {
+      const result = await command(["ip", "netns", "exec", `vpnns-${other}`, process.execPath, "-e", CONNECT_SCRIPT, `${resolveDir}/io.systemd.Resolve`]);
+      expect(result.stdout).toBe("connected");
+    });
+
+    it("passes every check", async () => {
+      const run = await checkJson(dirs, other);
+      expect(failedNames(run), run.output).toEqual([]);
+      expect(find(run, "resolver-sockets").detail).toContain(`${resolveDir}/io.systemd.Resolve: ENOENT`);
+      expect(run.exitCode).toBe(0);
+    });
+
+    it("apps read the profile's resolv.conf", async () => {
+      const result = await vpnns(dirs, ["run", "--profile", other, "--", "cat", "/etc/resolv.conf"]);
+      expect(result.exitCode, result.all).toBe(0);
+      expect(result.stdout).toContain(`nameserver ${lab.serviceAddress4}`);
+      expect(result.stdout).not.toContain("198.51.100.53");
+    });
+
+    it("apps do not reach resolved", async () => {
+      varlinkConnections = 0;
+      const result = await vpnns(dirs, ["run", "--profile", other, "--", process.execPath, "-e", CONNECT_SCRIPT, `${resolveDir}/io.systemd.Resolve`]);
+      expect(result.stdout, result.all).toBe("ENOENT");
+      expect(varlinkConnections).toBe(0);
+    });
+  });
+
   describe("provider stopped", () => {
     it("fails probe and handshake", async () => {
       await lab.cutTunnel();
@@ -479,6 +655,15 @@ describe.skipIf(!sandboxed)("vpnns check", () => {
       expect(probe.detail).toContain(`fetching http://${lab.serviceAddress4}/ from inside as user root failed`);
       expect(run.report.probe?.seenAddress).toBeNull();
       expect(failedNames(run)).toEqual(["handshake", "probe"]);
+    });
+
+    it("cleanup removes every mount", async () => {
+      // The state record goes missing, as after a crash: cleanup finds the profile by its namespace.
+      await rm(`${dirs.stateDir}/${profile}/state.json`);
+      const result = await vpnns(dirs, ["cleanup"]);
+      expect(result.exitCode, result.all).toBe(0);
+      expect(await mountsBelow(dirs.stateDir)).toEqual([]);
+      expect(await must(["ip", "netns", "list"])).not.toContain("vpnns-");
     });
   });
 });
