@@ -21,7 +21,7 @@ const STEP_RULES: { pattern: RegExp; step: string }[] = [
   { pattern: /^ip link set dev \S+ netns /, step: "move the link into the namespace" },
   { pattern: /^ip -n \S+ (-batch|address add|link set dev|route replace) /, step: "addresses, MTU, routes: ip -batch" },
   { pattern: /^(write|mkdir -p) \/etc\/netns\//, step: "DNS files" },
-  { pattern: /^(mount --bind|mount --make-private|unshare --mount=)/, step: "app mounts: mount namespace" },
+  { pattern: /^(mount --bind|mount --make-private|taskset \S+ \S+ unshare --mount=)/, step: "app mounts: mount namespace" },
   { pattern: /^nsenter \S+ \S+ -- mount --all /, step: "app mounts: mount --all" },
   { pattern: /persistent-keepalive 25$/, step: "handshake: keepalive on, poll" },
   { pattern: /persistent-keepalive off$/, step: "keepalive off, until exit" },

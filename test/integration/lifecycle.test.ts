@@ -17,7 +17,7 @@ import { importClient, leftovers, makeDirs, probeInside, sandboxed, seenAddress,
 
 const MAKE_WRAPPERS = fileURLToPath(new URL("../fixtures/fail-nth/make-wrappers.sh", import.meta.url));
 /** Programs that vpnns runs during `up`, `run` and `down`, each replaced by a counting wrapper. */
-const WRAPPED_PROGRAMS = ["ip", "wg", "wireguard-go", "nft", "iptables-restore", "ip6tables-restore", "mount", "umount", "unshare", "nsenter"];
+const WRAPPED_PROGRAMS = ["ip", "wg", "wireguard-go", "nft", "iptables-restore", "ip6tables-restore", "mount", "umount", "taskset", "nsenter"];
 /** The app of the recorded run, which learns the calls that `run` makes when nothing fails. */
 const RECORDED_APP = ["true"];
 
@@ -590,7 +590,7 @@ describe.skipIf(!sandboxed)("lifecycle", () => {
       expect(await leftoversOf(dirs, profile)).toEqual([]);
       recorded = calls;
       const programs = new Set(calls.map((call) => call.argv[0]));
-      expect([...programs].sort()).toEqual(["ip", "mount", "nft", "nsenter", "umount", "unshare", "wg", "wireguard-go"]);
+      expect([...programs].sort()).toEqual(["ip", "mount", "nft", "nsenter", "taskset", "umount", "wg", "wireguard-go"]);
       expect(calls.some((call) => call.failed)).toBe(false);
     });
 
