@@ -21,6 +21,8 @@ const STEP_RULES: { pattern: RegExp; step: string }[] = [
   { pattern: /^ip link set dev \S+ netns /, step: "move the link into the namespace" },
   { pattern: /^ip -n \S+ (-batch|address add|link set dev|route replace) /, step: "addresses, MTU, routes: ip -batch" },
   { pattern: /^(write|mkdir -p) \/etc\/netns\//, step: "DNS files" },
+  { pattern: /^(mount --bind|mount --make-private|taskset \S+ \S+ unshare --mount=)/, step: "app mounts: mount namespace" },
+  { pattern: /^nsenter \S+ \S+ -- mount --all /, step: "app mounts: mount --all" },
   { pattern: /persistent-keepalive 25$/, step: "handshake: keepalive on, poll" },
   { pattern: /persistent-keepalive off$/, step: "keepalive off, until exit" },
   { pattern: /^ip -n \S+ link delete /, step: "delete the link" },
@@ -29,6 +31,8 @@ const STEP_RULES: { pattern: RegExp; step: string }[] = [
   { pattern: /^rm -rf \/etc\/netns\//, step: "remove DNS files, until exit" },
   { pattern: /^wait for /, step: "wait for wireguard-go to exit" },
   { pattern: /^ip netns exec \S+ (setpriv |true$)/, step: "app: ip netns exec, until exit" },
+  { pattern: /^nsenter --net=\S+ --mount=\S+ --wdns=\S+ -- (setpriv |true$)/, step: "app: nsenter, until exit" },
+  { pattern: /^umount /, step: "unmount the app mounts" },
 ];
 
 function stepOf(command: string): string {

@@ -12,6 +12,7 @@ import { registerSettingsCommands } from "./settings-commands.js";
 import { registerAppCommands } from "./app-commands.js";
 import { registerSystemdCommands } from "./systemd-commands.js";
 import { registerPublishCommands } from "./publish-commands.js";
+import { registerCheckCommand } from "./check-command.js";
 import { addVerboseOption } from "./options.js";
 import { describeSystemError } from "./system-error.js";
 import { checkFolderVariables } from "../core/paths.js";
@@ -32,6 +33,7 @@ function buildProgram(): Command {
   registerSettingsCommands(program);
   registerSystemdCommands(program);
   registerPublishCommands(program);
+  registerCheckCommand(program);
   registerDemoCommand(program);
 
   program.hook("preAction", async (_program, action) => {

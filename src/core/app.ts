@@ -1,12 +1,14 @@
 /**
- * Running an app inside a profile's namespace: through `ip netns exec`, which applies the
- * /etc/netns files, and setpriv, which drops to the target user with that user's groups.
+ * Running an app inside a profile's namespace: through nsenter into the profile's network and mount
+ * namespaces, where the /etc/netns files are bound over /etc and the host's resolver sockets are
+ * covered, and setpriv, which drops to the target user with that user's groups.
  */
 import { execa } from "execa";
 import { accessSync, constants } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { delimiter, join } from "node:path";
 import { netnsExec } from "../tools/ip.js";
+import { enterProfile, prepareAppMounts } from "../resources/app-mounts.js";
 import { formatCommand } from "../tools/exec.js";
 import { logCommand, warn } from "./log.js";
 import { waitUntilInside } from "../resources/namespace.js";
@@ -34,10 +36,15 @@ export const DESKTOP_VARIABLES = [
 /** Exit code of a shell for a command that is not found, used when the app's program does not exist. */
 export const EXIT_COMMAND_NOT_FOUND = 127;
 
-/** Build the argument array that starts the command in the namespace as the user. */
-export function planAppCommand(namespace: string, user: TargetUser, command: string[]): string[] {
-  if (user.uid === 0) return [...netnsExec(namespace), ...command];
-  return [...netnsExec(namespace), "setpriv", `--reuid=${user.uid}`, `--regid=${user.gid}`, "--init-groups", "--", ...command];
+/**
+ * Build the argument array that starts the command in the namespace as the user. With the profile's
+ * mount namespace file (see resources/app-mounts.ts), nsenter enters both namespaces and keeps the
+ * current folder. A profile that an older vpnns brought up has no such file, so `ip netns exec` is used.
+ */
+export function planAppCommand(namespace: string, user: TargetUser, command: string[], mountFile?: string): string[] {
+  const enter = mountFile === undefined ? netnsExec(namespace) : enterProfile(namespace, mountFile, process.cwd());
+  if (user.uid === 0) return [...enter, ...command];
+  return [...enter, "setpriv", `--reuid=${user.uid}`, `--regid=${user.gid}`, "--init-groups", "--", ...command];
 }
 
 /** Build the app's environment: the caller's, without sudo's variables, with the target user's identity. */
@@ -89,7 +96,7 @@ export async function runApp(options: {
   if (findProgram(program, env.PATH ?? "") === undefined) {
     throw new VpnnsError(`command not found: ${program}; check the name or give its full path`, { exitCode: EXIT_COMMAND_NOT_FOUND });
   }
-  const argv = planAppCommand(options.namespace, options.user, options.command);
+  const argv = planAppCommand(options.namespace, options.user, options.command, await prepareAppMounts(options.namespace));
   logCommand(formatCommand(argv));
 
   const [file = "", ...args] = argv;

@@ -21,6 +21,7 @@ import { createNamespaceUndo, namespaceExists, endProcessesInside } from "../res
 import { chooseFirewallBackend, hasKillSwitch } from "../resources/firewall.js";
 import { createLink, findUserspaceDaemons, stopUserspaceDaemons, type PlannedCommand } from "../resources/wireguard-link.js";
 import { removeDnsFiles, writeDnsFiles } from "../resources/dns.js";
+import { createAppMounts, removeAppMounts } from "../resources/app-mounts.js";
 import { readPingGroupRange } from "../resources/ping-group-range.js";
 import { pathExists } from "./files.js";
 import { applyPublishing, stopPublishing } from "../publish/control.js";
@@ -164,6 +165,9 @@ async function runStep(
       }
       await writeDnsFiles(netnsEtcDir(profile.name), profile.name, profile.interface);
       return;
+    case "mounts":
+      await createAppMounts(profile.name);
+      return;
     case "handshake":
       if (context.options.handshakeTimeoutMs > 0) {
         await waitForHandshake({
@@ -215,6 +219,8 @@ function undoFor(step: PlannedStep, profile: string): () => Promise<void> {
       };
     case "dns":
       return () => removeDnsFiles(netnsEtcDir(profile));
+    case "mounts":
+      return () => removeAppMounts(profile);
     default:
       // The kill-switch, the configuration, addresses and routes live in the namespace and go with it.
       return async () => {};
@@ -271,7 +277,8 @@ export interface TeardownResult {
 /**
  * Remove everything a profile owns, found by name: processes inside, the wireguard-go daemon, the
  * namespace (which takes the interface and the kill-switch with it), an interface left in the host
- * namespace, the DNS files and the state folder. Safe to repeat.
+ * namespace, the mounts that keep the apps' mount namespace, the DNS files and the state folder.
+ * Safe to repeat.
  */
 export async function teardown(profile: string, options: { graceMs: number }): Promise<TeardownResult> {
   const namespace = namespaceName(profile);
@@ -288,6 +295,7 @@ export async function teardown(profile: string, options: { graceMs: number }): P
   if (strayLink) await deleteLink(link);
 
   const state = await readState(profile);
+  await removeAppMounts(profile);
   const hadDnsFiles = await pathExists(netnsEtcDir(profile));
   if (hadDnsFiles) await removeDnsFiles(netnsEtcDir(profile));
   await removeState(profile);

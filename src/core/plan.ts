@@ -13,13 +13,13 @@ import { join } from "node:path";
 
 export const DEFAULT_MTU = 1420;
 
-export type StepId = "namespace" | "firewall" | "link" | "configure" | "move" | "addresses" | "dns" | "handshake";
+export type StepId = "namespace" | "firewall" | "link" | "configure" | "move" | "addresses" | "dns" | "mounts" | "handshake";
 
 export interface PlannedStep {
   id: StepId;
   /** Action of the step, as it reads after "failed to". */
   description: string;
-  /** Commands run in order; steps without commands (DNS files, the handshake wait) do their work in code. */
+  /** Commands run in order; steps without commands (DNS files, app mounts, the handshake wait) do their work in code. */
   commands: PlannedCommand[];
 }
 
@@ -81,6 +81,7 @@ export function planUp(profile: Profile, options: PlanOptions): PlannedStep[] {
       ],
     },
     { id: "dns", description: `write DNS files for ${namespace}`, commands: [] },
+    { id: "mounts", description: `create the mount namespace of apps in ${namespace}`, commands: [] },
     { id: "handshake", description: `wait for the first handshake on ${link}`, commands: [] },
   ];
 }

@@ -1,7 +1,8 @@
 /**
- * Per-namespace name resolution. `ip netns exec` bind-mounts the files in /etc/netns/<namespace>
- * over their /etc counterparts, so apps inside read the profile's resolv.conf, and an nsswitch.conf
- * whose hosts line is "files dns" keeps lookups away from the host's systemd-resolved and nscd sockets.
+ * Per-namespace name resolution: /etc/netns/<namespace>/resolv.conf with the profile's servers, and an
+ * nsswitch.conf whose hosts line is "files dns", so glibc uses no nss-resolve or other host service.
+ * They are bound over /etc in the apps' mount namespace (resources/app-mounts.ts), which also covers
+ * the nscd socket that glibc would ask before reading nsswitch.conf.
  */
 import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";

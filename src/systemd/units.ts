@@ -138,6 +138,9 @@ export function renderDropIn(service: string, profile: string): string {
     "# `ip netns exec` mounts the files in /etc/netns/NAME over /etc, but systemd does not do so for",
     "# NetworkNamespacePath=: without these mounts the service would resolve names with the host's files.",
     `BindReadOnlyPaths=${join(etc, "resolv.conf")}:/etc/resolv.conf ${join(etc, "nsswitch.conf")}:/etc/nsswitch.conf`,
+    "# glibc asks nscd over /run/nscd/socket before it reads nsswitch.conf, and nscd answers from the",
+    "# host's network. The \"-\" skips the folder where nscd is not installed.",
+    "InaccessiblePaths=-/run/nscd",
     "",
   ].join("\n");
 }

@@ -59,6 +59,10 @@ const INSTALL_HINTS: Record<string, string> = {
   "iptables-restore": "install iptables",
   "ip6tables-restore": "install iptables",
   setpriv: "install util-linux",
+  nsenter: "install util-linux",
+  taskset: "install util-linux",
+  mount: "install mount",
+  umount: "install mount",
 };
 
 export async function run(argv: readonly string[], options: RunOptions): Promise<RunResult> {

@@ -17,7 +17,7 @@ import { importClient, leftovers, makeDirs, probeInside, sandboxed, seenAddress,
 
 const MAKE_WRAPPERS = fileURLToPath(new URL("../fixtures/fail-nth/make-wrappers.sh", import.meta.url));
 /** Programs that vpnns runs during `up`, `run` and `down`, each replaced by a counting wrapper. */
-const WRAPPED_PROGRAMS = ["ip", "wg", "wireguard-go", "nft", "iptables-restore", "ip6tables-restore"];
+const WRAPPED_PROGRAMS = ["ip", "wg", "wireguard-go", "nft", "iptables-restore", "ip6tables-restore", "mount", "umount", "taskset", "nsenter"];
 /** The app of the recorded run, which learns the calls that `run` makes when nothing fails. */
 const RECORDED_APP = ["true"];
 
@@ -225,8 +225,9 @@ async function readCalls(folder: string): Promise<WrappedCall[]> {
     });
 }
 
-/** Return whether the call starts the app, as `ip netns exec NAMESPACE APP...`. */
+/** Return whether the call starts the app, as `nsenter --net=… --mount=… --wdns=… -- APP...` or `ip netns exec NAMESPACE APP...`. */
 function isAppCall(call: WrappedCall, app: string[]): boolean {
+  if (call.argv[0] === "nsenter") return call.argv.slice(call.argv.indexOf("--") + 1).join(" ") === app.join(" ");
   return call.argv.slice(0, 3).join(" ") === "ip netns exec" && call.argv.slice(4).join(" ") === app.join(" ");
 }
 
@@ -589,7 +590,7 @@ describe.skipIf(!sandboxed)("lifecycle", () => {
       expect(await leftoversOf(dirs, profile)).toEqual([]);
       recorded = calls;
       const programs = new Set(calls.map((call) => call.argv[0]));
-      expect([...programs].sort()).toEqual(["ip", "nft", "wg", "wireguard-go"]);
+      expect([...programs].sort()).toEqual(["ip", "mount", "nft", "nsenter", "taskset", "umount", "wg", "wireguard-go"]);
       expect(calls.some((call) => call.failed)).toBe(false);
     });
 

@@ -20,7 +20,7 @@ function commandLines(plan: ReturnType<typeof planUp>): string[][] {
 describe("planUp", () => {
   it("orders kill-switch before the link", () => {
     const ids = planUp(profile(), { wireguardBackend: "kernel", firewallBackend: "nft" }).map((step) => step.id);
-    expect(ids).toEqual(["namespace", "firewall", "link", "configure", "move", "addresses", "dns", "handshake"]);
+    expect(ids).toEqual(["namespace", "firewall", "link", "configure", "move", "addresses", "dns", "mounts", "handshake"]);
   });
 
   it("plans kernel link creation with ip", () => {

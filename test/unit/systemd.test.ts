@@ -148,6 +148,10 @@ describe("attach drop-in", () => {
     ]);
   });
 
+  it("hides the nscd folder", () => {
+    expect(unitValue(entries, "Service", "InaccessiblePaths")).toBe("-/run/nscd");
+  });
+
   it("names the detach command", () => {
     expect(renderDropIn("transmission-daemon.service", "work")).toContain("# `vpnns systemd detach transmission-daemon.service` removes it.");
   });
@@ -158,6 +162,7 @@ describe("attach drop-in", () => {
       "Unit.After",
       "Service.NetworkNamespacePath",
       "Service.BindReadOnlyPaths",
+      "Service.InaccessiblePaths",
     ]);
   });
 
