@@ -72,7 +72,7 @@ export function findProgram(program: string, path: string): string | undefined {
   return undefined;
 }
 
-/** Milliseconds to wait for `ip netns exec` to move the app into the namespace before calling onInside anyway. */
+/** Milliseconds to wait for the launcher (nsenter, or ip netns exec) to move the app into the namespace before calling onInside anyway. */
 const INSIDE_TIMEOUT_MS = 10_000;
 
 /** Signals passed on to the app; it ends as it chooses and vpnns exits with its status. */

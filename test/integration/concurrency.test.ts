@@ -104,21 +104,24 @@ async function childrenNamed(parent: number, name: string): Promise<number[]> {
 }
 
 /**
- * Writes an `ip` wrapper into the folder. A call whose arguments contain the folder's path, which
- * only the app's `ip netns exec` has, creates FOLDER/ip-paused and waits for FOLDER/ip-go first.
+ * Writes `ip` and `nsenter` wrappers into the folder. A call whose arguments contain the folder's
+ * path, which only the app's launch (`nsenter`, or `ip netns exec` for a profile without a mount
+ * namespace) has, creates FOLDER/ip-paused and waits for FOLDER/ip-go first.
  */
-async function writePausingIp(folder: string): Promise<void> {
-  const realIp = (await command(["sh", "-c", "command -v ip"])).stdout.trim();
-  const script = [
-    "#!/bin/sh",
-    `case "$*" in *"${folder}"*)`,
-    `  touch "${folder}/ip-paused"`,
-    `  while [ ! -e "${folder}/ip-go" ]; do sleep 0.05; done ;;`,
-    "esac",
-    `exec ${realIp} "$@"`,
-    "",
-  ].join("\n");
-  await writeFile(join(folder, "ip"), script, { mode: 0o755 });
+async function writePausingLaunchers(folder: string): Promise<void> {
+  for (const tool of ["ip", "nsenter"]) {
+    const realTool = (await command(["sh", "-c", `command -v ${tool}`])).stdout.trim();
+    const script = [
+      "#!/bin/sh",
+      `case "$*" in *"${folder}"*)`,
+      `  touch "${folder}/ip-paused"`,
+      `  while [ ! -e "${folder}/ip-go" ]; do sleep 0.05; done ;;`,
+      "esac",
+      `exec ${realTool} "$@"`,
+      "",
+    ].join("\n");
+    await writeFile(join(folder, tool), script, { mode: 0o755 });
+  }
 }
 
 function blockingRun(dirs: TestDirs, profile: string, barrier: string, name: string, flags: string[] = [], env: Record<string, string> = {}) {
@@ -254,11 +257,11 @@ describe.skipIf(!sandboxed)("concurrency", { timeout: TEST_TIMEOUT_MS }, () => {
     const up = await vpnns(dirs, ["up", profile, "--handshake-timeout", HANDSHAKE_TIMEOUT_S], { timeout: COMMAND_TIMEOUT_MS });
     expect(up.exitCode, up.all).toBe(0);
     const barrier = await mkdtemp("/run/vpnns/barrier-");
-    await writePausingIp(barrier);
+    await writePausingLaunchers(barrier);
 
-    // The run stops right before its app's `ip netns exec`, where the profile is up and the run registered.
+    // The run stops right before its app's launch, where the profile is up and the run registered.
     const run = blockingRun(dirs, profile, barrier, "starter", [], { PATH: `${barrier}:${process.env.PATH ?? "/usr/bin:/bin"}` });
-    await waitFor("the run to reach ip netns exec", () => pathExists(join(barrier, "ip-paused")));
+    await waitFor("the run to reach its app's launch", () => pathExists(join(barrier, "ip-paused")));
     const down = vpnns(dirs, ["down", profile], { timeout: COMMAND_TIMEOUT_MS });
     let downEnded = false;
     void down.finally(() => {
