@@ -18,7 +18,7 @@ import { run, formatCommand } from "../tools/exec.js";
 import { deleteLink, showLink } from "../tools/ip.js";
 import { createNamespaceUndo, namespaceExists, endProcessesInside } from "../resources/namespace.js";
 import { chooseFirewallBackend, hasKillSwitch } from "../resources/firewall.js";
-import { createLink, findUserspaceDaemons, stopUserspaceDaemons, type PlannedCommand } from "../resources/wireguard-link.js";
+import { createLink, findUserspaceDaemons, stopUserspaceDaemons, userspaceDaemonsOf, type PlannedCommand } from "../resources/wireguard-link.js";
 import { removeDnsFiles, writeDnsFiles } from "../resources/dns.js";
 import { readPingGroupRange } from "../resources/ping-group-range.js";
 import { pathExists } from "./files.js";
@@ -146,6 +146,7 @@ async function runStep(
   switch (step.id) {
     case "link":
       state.wireguardBackend = await createLink(context.settingsBackend, state.interfaceName);
+      if (state.wireguardBackend === "wireguard-go") state.wireguardPid = (await findUserspaceDaemons(state.interfaceName))[0];
       await writeState(state);
       return;
     case "dns":
@@ -230,25 +231,29 @@ export async function checkHealth(state: ProfileState | undefined): Promise<stri
   }
   const problems: string[] = [];
   if (!(await namespaceExists(state.namespace))) return [`namespace ${state.namespace} is missing`];
-  const link = await showLink(state.interfaceName, state.namespace);
+  // The checks are independent, so their commands run at once.
+  const [link, daemons, killSwitch] = await Promise.all([
+    showLink(state.interfaceName, state.namespace),
+    state.wireguardBackend === "wireguard-go" ? userspaceDaemonsOf(state.interfaceName, state.wireguardPid) : undefined,
+    state.firewallBackend ? hasKillSwitch(state.namespace, state.firewallBackend) : true,
+  ]);
   if (!link) problems.push(`interface ${state.interfaceName} is missing from ${state.namespace}`);
   else if (!link.flags.includes("UP")) problems.push(`interface ${state.interfaceName} is down`);
-  if (state.wireguardBackend === "wireguard-go" && (await findUserspaceDaemons(state.interfaceName)).length === 0) {
+  if (daemons !== undefined && daemons.length === 0) {
     problems.push(`the wireguard-go process of ${state.interfaceName} is not running`);
   }
-  if (state.firewallBackend && !(await hasKillSwitch(state.namespace, state.firewallBackend))) {
-    problems.push(`the kill-switch in ${state.namespace} is missing`);
-  }
+  if (!killSwitch) problems.push(`the kill-switch in ${state.namespace} is missing`);
   return problems;
 }
 
 /** Check whether anything a profile owns exists without a state record. */
 async function hasLeftovers(profile: string): Promise<boolean> {
   const link = interfaceName(profile);
+  // The cheap checks come first: a file, then a pass over /proc, then a command.
   return (
     (await namespaceExists(namespaceName(profile))) ||
-    (await showLink(link)) !== undefined ||
-    (await findUserspaceDaemons(link)).length > 0
+    (await findUserspaceDaemons(link)).length > 0 ||
+    (await showLink(link)) !== undefined
   );
 }
 
@@ -266,15 +271,23 @@ export interface TeardownResult {
 export async function teardown(profile: string, options: { graceMs: number }): Promise<TeardownResult> {
   const namespace = namespaceName(profile);
   const link = interfaceName(profile);
+  const state = await readState(profile);
   const hadNamespace = await namespaceExists(namespace);
   const endedProcesses = hadNamespace ? await endProcessesInside(namespace, options.graceMs) : 0;
-  const daemons = await findUserspaceDaemons(link);
-  if (daemons.length > 0) await stopUserspaceDaemons(link);
-  if (hadNamespace) await createNamespaceUndo(namespace)();
+  const daemons = await userspaceDaemonsOf(link, state?.wireguardPid);
+  // The daemons get SIGTERM now and exit while the namespace goes. They are gone before the check
+  // for a link left in the host namespace, whose removal would otherwise race with theirs.
+  const stopping = daemons.length > 0 ? stopUserspaceDaemons(link, daemons) : undefined;
+  // Awaited below: the handler only keeps a failure that comes early from counting as unhandled.
+  stopping?.catch(() => {});
+  try {
+    if (hadNamespace) await createNamespaceUndo(namespace)();
+  } finally {
+    await stopping;
+  }
   const strayLink = await showLink(link);
   if (strayLink) await deleteLink(link);
 
-  const state = await readState(profile);
   const hadDnsFiles = await pathExists(netnsEtcDir(profile));
   if (hadDnsFiles) await removeDnsFiles(netnsEtcDir(profile));
   await removeState(profile);
