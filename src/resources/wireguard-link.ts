@@ -3,12 +3,13 @@
  * configured there, so endpoint host names resolve with the host's DNS; then it moves into the
  * profile's namespace. Kernel WireGuard and wireguard-go differ only in how the link is created.
  */
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { rm } from "node:fs/promises";
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { WireGuardConfig } from "../profile/types.js";
 import { formatCommand, run, type RunOptions } from "../tools/exec.js";
 import { CommandError } from "../core/errors.js";
+import { stateDir } from "../core/paths.js";
 import { sleep } from "./namespace.js";
 
 export type WireGuardBackend = "kernel" | "wireguard-go";
@@ -49,14 +50,31 @@ export function planMoveLink(interfaceName: string, namespace: string): PlannedC
 const NO_KERNEL_SUPPORT = /Unknown device type|not supported|Operation not supported|No such device/i;
 
 /**
+ * Marker of a failed attempt at kernel WireGuard. It lives in the state folder, a tmpfs that a
+ * reboot empties, so each boot tries the kernel once.
+ */
+function noKernelMarker(): string {
+  return join(stateDir(), "no-kernel-wireguard");
+}
+
+/** /sys/module/wireguard exists once the module is loaded, so a marker is then out of date. */
+const KERNEL_MODULE_DIR = "/sys/module/wireguard";
+
+/**
  * Create the link with the chosen backend. With "auto", kernel WireGuard is tried first, as
- * wg-quick does, and wireguard-go is used when the kernel has no WireGuard.
+ * wg-quick does, and wireguard-go is used when the kernel has no WireGuard. After one failed
+ * attempt, later setups of the same boot start wireguard-go at once, until the module is loaded.
  */
 export async function createLink(setting: WireGuardBackendSetting, interfaceName: string): Promise<WireGuardBackend> {
   if (setting !== "auto") {
     const planned = planCreateLink(setting, interfaceName);
     await run(planned.argv, planned.options);
     return setting;
+  }
+  if (existsSync(noKernelMarker()) && !existsSync(KERNEL_MODULE_DIR)) {
+    const userspace = planCreateLink("wireguard-go", interfaceName);
+    await run(userspace.argv, userspace.options);
+    return "wireguard-go";
   }
   const kernel = planCreateLink("kernel", interfaceName);
   const attempt = await run(kernel.argv, { ...kernel.options, allowFailure: true });
@@ -66,6 +84,8 @@ export async function createLink(setting: WireGuardBackendSetting, interfaceName
     // could report another error, or create the link and then clash with wireguard-go.
     throw new CommandError({ intent: kernel.options.intent, command: formatCommand(kernel.argv), exitCode: attempt.exitCode, stderr: attempt.stderr });
   }
+  await mkdir(stateDir(), { recursive: true, mode: 0o700 });
+  await writeFile(noKernelMarker(), `${attempt.stderr.trim()}\n`, { mode: 0o600 });
   const userspace = planCreateLink("wireguard-go", interfaceName);
   await run(userspace.argv, userspace.options);
   return "wireguard-go";
