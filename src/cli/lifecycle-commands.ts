@@ -161,6 +161,9 @@ async function takeDownIfIdle(name: string): Promise<void> {
     import("../resources/namespace.js"),
     import("../core/launcher.js"),
   ]);
+  // Only a run that brings the profile up turns autoDown on, and that run checks again when it
+  // ends. So a record without autoDown, read before the lock, lets this run skip the lock.
+  if (!(await readState(name))?.autoDown) return;
   const lock = await lockProfile(name);
   let removeLock = false;
   try {
