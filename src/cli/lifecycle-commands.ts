@@ -66,10 +66,10 @@ export function registerLifecycleCommands(program: Command): void {
     .argument("[profile]", "profile name (default: every profile)")
     .option("--json", "print JSON")
     .action(async (name: string | undefined, options: { json?: boolean }) => {
-      const [{ knownProfiles, reportProfile }, { formatReport }] = await Promise.all([import("../core/status.js"), import("./format.js")]);
+      const [{ knownProfiles, reportProfiles }, { formatReport }] = await Promise.all([import("../core/status.js"), import("./format.js")]);
       if (name !== undefined) await requireKnownProfile(name);
       const names = name !== undefined ? [name] : await knownProfiles();
-      const reports = await Promise.all(names.map((profile) => reportProfile(profile)));
+      const reports = await reportProfiles(names);
       if (options.json) console.log(JSON.stringify(name !== undefined ? reports[0] : reports, null, 2));
       else if (reports.length === 0) info("no profiles yet; import one with: vpnns profile import FILE");
       else console.log(reports.map(formatReport).join("\n\n"));

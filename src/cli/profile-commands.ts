@@ -24,9 +24,8 @@ export function registerProfileCommands(program: Command): void {
     .description("list stored profiles and whether each is up")
     .option("--json", "print JSON")
     .action(async (options: { json?: boolean }) => {
-      const [{ listProfileNames }, { reportProfile }] = await Promise.all([import("../profile/store.js"), import("../core/status.js")]);
-      const rows = [];
-      for (const name of await listProfileNames()) rows.push({ name, state: (await reportProfile(name)).state });
+      const [{ listProfileNames }, { reportProfiles }] = await Promise.all([import("../profile/store.js"), import("../core/status.js")]);
+      const rows = (await reportProfiles(await listProfileNames())).map((report) => ({ name: report.profile, state: report.state }));
       if (options.json) console.log(JSON.stringify(rows, null, 2));
       else if (rows.length === 0) info("no profiles yet; import one with: vpnns profile import FILE");
       else for (const row of rows) console.log(`${row.name}\t${row.state}`);

@@ -61,3 +61,30 @@ export async function showInterface(namespace: string, interfaceName: string): P
   });
   return result.failed ? undefined : parseDump(result.stdout);
 }
+
+/**
+ * Parse `wg show all dump`, whose lines start with the interface name, into the status of each
+ * interface. Secrets are dropped as in parseDump.
+ */
+export function parseAllDump(dump: string): Map<string, InterfaceStatus> {
+  const linesOf = new Map<string, string[]>();
+  for (const line of dump.split("\n")) {
+    const tab = line.indexOf("\t");
+    if (tab <= 0) continue;
+    const name = line.slice(0, tab);
+    if (!linesOf.has(name)) linesOf.set(name, []);
+    linesOf.get(name)!.push(line.slice(tab + 1));
+  }
+  return new Map([...linesOf].map(([name, lines]) => [name, parseDump(lines.join("\n"))]));
+}
+
+/**
+ * Read every interface that `wg` finds from vpnns's own namespace: kernel interfaces there, and
+ * every wireguard-go interface, whose control socket in /run/wireguard serves all namespaces.
+ * One process replaces one `ip netns exec … wg show` per wireguard-go profile.
+ */
+export async function showAllInterfaces(): Promise<Map<string, InterfaceStatus>> {
+  const result = await run(["wg", "show", "all", "dump"], { intent: "read the WireGuard interfaces", allowFailure: true });
+  // wg reports an interface it cannot read on stderr and still prints the others.
+  return parseAllDump(result.stdout);
+}

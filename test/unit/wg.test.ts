@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseDump } from "../../src/tools/wg.js";
+import { parseAllDump, parseDump } from "../../src/tools/wg.js";
 
 const PRIVATE = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
 const PRESHARED = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE=";
@@ -33,5 +33,33 @@ describe("parseDump", () => {
     });
     expect(second!.endpoint).toBeUndefined();
     expect(second!.persistentKeepalive).toBe(25);
+  });
+});
+
+describe("parseAllDump", () => {
+  const dump = [
+    `vns-a\t${PRIVATE}\tHIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=\t40123\toff`,
+    `vns-a\txTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\t${PRESHARED}\t198.18.0.2:51820\t0.0.0.0/0\t1700000000\t1024\t2048\toff`,
+    `vns-b\t${PRIVATE}\tTrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=\t40124\toff`,
+    "",
+  ].join("\n");
+
+  it("groups lines by interface", () => {
+    const all = parseAllDump(dump);
+    expect([...all.keys()]).toEqual(["vns-a", "vns-b"]);
+    expect(all.get("vns-a")!.listenPort).toBe(40123);
+    expect(all.get("vns-a")!.peers.map((peer) => peer.latestHandshake)).toEqual([1700000000]);
+    expect(all.get("vns-b")!.publicKey).toBe("TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=");
+    expect(all.get("vns-b")!.peers).toEqual([]);
+  });
+
+  it("drops the secrets", () => {
+    const text = JSON.stringify([...parseAllDump(dump).values()]);
+    expect(text).not.toContain(PRIVATE);
+    expect(text).not.toContain(PRESHARED);
+  });
+
+  it("reads empty output as no interfaces", () => {
+    expect(parseAllDump("").size).toBe(0);
   });
 });
