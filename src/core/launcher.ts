@@ -161,6 +161,7 @@ async function runStep(
           profile,
           namespace: state.namespace,
           interfaceName: state.interfaceName,
+          backend: state.wireguardBackend ?? "kernel",
           timeoutMs: context.options.handshakeTimeoutMs,
           isInterrupted: () => context.signals.interrupted,
         });
