@@ -15,7 +15,7 @@ import { readState, removeState, writeState, isProcessAlive, type ProfileState }
 import { hasIpv6, planUp, type PlannedStep } from "./plan.js";
 import { waitForHandshake } from "./handshake.js";
 import { run, formatCommand } from "../tools/exec.js";
-import { deleteLink, showLink } from "../tools/ip.js";
+import { deleteLink, showLink, type LinkInfo } from "../tools/ip.js";
 import { createNamespaceUndo, namespaceExists, endProcessesInside } from "../resources/namespace.js";
 import { chooseFirewallBackend, hasKillSwitch } from "../resources/firewall.js";
 import { createLink, findUserspaceDaemons, stopUserspaceDaemons, userspaceDaemonsOf, type PlannedCommand } from "../resources/wireguard-link.js";
@@ -276,18 +276,21 @@ export async function teardown(profile: string, options: { graceMs: number }): P
   const hadNamespace = await namespaceExists(namespace);
   const endedProcesses = hadNamespace ? await endProcessesInside(namespace, options.graceMs) : 0;
   const daemons = await userspaceDaemonsOf(link, state?.wireguardPid);
-  // The daemons get SIGTERM now and exit while the namespace goes. They are gone before the check
-  // for a link left in the host namespace, whose removal would otherwise race with theirs.
+  // The daemons get SIGTERM now and exit while the namespace goes and while the host namespace is
+  // checked for a link left there.
   const stopping = daemons.length > 0 ? stopUserspaceDaemons(link, daemons) : undefined;
   // Awaited below: the handler only keeps a failure that comes early from counting as unhandled.
   stopping?.catch(() => {});
+  let strayLink: LinkInfo | undefined;
   try {
     if (hadNamespace) await createNamespaceUndo(namespace)();
+    strayLink = await showLink(link);
   } finally {
     await stopping;
   }
-  const strayLink = await showLink(link);
-  if (strayLink) await deleteLink(link);
+  // A wireguard-go link in the host namespace goes with its daemon, so it is looked up again
+  // before the delete, which would otherwise fail on a link that is already gone.
+  if (strayLink && (daemons.length === 0 || (await showLink(link)))) await deleteLink(link);
 
   const hadDnsFiles = await pathExists(netnsEtcDir(profile));
   if (hadDnsFiles) await removeDnsFiles(netnsEtcDir(profile));
