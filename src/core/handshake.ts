@@ -18,7 +18,7 @@ export async function waitForHandshake(options: {
   profile: Profile;
   namespace: string;
   interfaceName: string;
-  /** wireguard-go is asked over its socket, kernel WireGuard with `wg` inside the namespace. */
+  /** Backend of the interface, which decides the queries: wireguard-go's socket, or `wg` inside the namespace for the kernel. */
   backend: WireGuardBackend;
   timeoutMs: number;
   /** Polled between checks: the wait ends early, without an error, once it returns true. */
@@ -29,7 +29,7 @@ export async function waitForHandshake(options: {
   if (peers.length === 0) return;
   const provoked = peers.filter((peer) => peer.persistentKeepalive === undefined);
   // A query over wireguard-go's socket takes well under a millisecond, and `wg` in the namespace
-  // takes a process start: so the userspace wait checks often, and the kernel one less often.
+  // takes a process start. So the userspace wait checks often, and the kernel wait less often.
   const userspace = options.backend === "wireguard-go";
   const setKeepalive = (publicKey: string, seconds: number) =>
     userspace ? setPeerKeepalive(interfaceName, publicKey, seconds) : setPersistentKeepalive({ namespace, interfaceName, publicKey, seconds });

@@ -45,7 +45,7 @@ export async function reportProfile(profile: string, now = Date.now()): Promise<
   return report!;
 }
 
-/** Profiles checked at once by reportProfiles: each check runs two short commands. */
+/** Maximum number of profiles that reportProfiles checks at once, because each check runs two commands. */
 const REPORT_CONCURRENCY = 8;
 
 /**

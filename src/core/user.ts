@@ -20,8 +20,8 @@ export async function lookUpUser(nameOrId: string): Promise<TargetUser | undefin
 }
 
 /**
- * Return the passwd entry of this process's user. os.userInfo() asks NSS (getpwuid_r) as getent
- * does, without starting a process. Returns undefined when the user has no entry.
+ * Return the passwd entry of this process's user. os.userInfo() reads it through NSS (getpwuid_r),
+ * as getent does, without starting a process. Returns undefined when the user has no entry.
  */
 function currentUser(): TargetUser | undefined {
   try {

@@ -121,7 +121,7 @@ export async function findUserspaceDaemons(interfaceName: string): Promise<numbe
 
 /**
  * Check that a process is a wireguard-go daemon of the interface in vpnns's own network namespace,
- * as findUserspaceDaemons counts them. A process that has ended, or a zombie, is none.
+ * as findUserspaceDaemons counts them. Returns false for a process that has ended and for a zombie.
  */
 export function isUserspaceDaemon(pid: number, interfaceName: string, ownNamespace = readlinkSync("/proc/self/ns/net")): boolean {
   try {
