@@ -1,5 +1,5 @@
 /** `vpnns up`, `down`, `status` and `run`. */
-import { Option, type Command } from "commander";
+import { Option, type Command } from "./commander.js";
 import { UsageError } from "../core/errors.js";
 import { info } from "../core/log.js";
 import type { TeardownResult } from "../core/launcher.js";

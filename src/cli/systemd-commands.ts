@@ -1,5 +1,5 @@
 /** `vpnns systemd install`, `enable`, `disable`, `attach` and `detach`. */
-import { Option, type Command } from "commander";
+import { Option, type Command } from "./commander.js";
 import { access, constants } from "node:fs/promises";
 import { isAbsolute } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
