@@ -2,7 +2,7 @@
  * Running an app inside a profile's namespace: through `ip netns exec`, which applies the
  * /etc/netns files, and setpriv, which drops to the target user with that user's groups.
  */
-import { spawn } from "node:child_process";
+import { execa } from "execa";
 import { accessSync, constants } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { delimiter, join } from "node:path";
@@ -82,21 +82,16 @@ export async function runApp(options: { namespace: string; user: TargetUser; com
   logCommand(formatCommand(argv));
 
   const [file = "", ...args] = argv;
-  const app = spawn(file, args, { stdio: "inherit", env });
-  const exited = new Promise<number>((resolve) => {
-    // A program that cannot start (no `ip`) reports an error event and counts as exit code 1.
-    app.on("error", () => resolve(1));
-    app.on("close", (exitCode: number | null, signal: NodeJS.Signals | null) => {
-      resolve(signal ? 128 + (osConstants.signals[signal] ?? 0) : (exitCode ?? 1));
-    });
-  });
+  const app = execa(file, args, { stdio: "inherit", env, extendEnv: false, reject: false, forceKillAfterDelay: false });
   // NOTE: a Ctrl-C in a terminal signals both vpnns and the app, so the app receives SIGINT twice.
   const forward = (signal: NodeJS.Signals) => {
     app.kill(signal);
   };
   for (const signal of FORWARDED_SIGNALS) process.on(signal, forward);
   try {
-    return await exited;
+    const result = await app;
+    if (result.signal) return 128 + (osConstants.signals[result.signal] ?? 0);
+    return result.exitCode ?? 1;
   } finally {
     for (const signal of FORWARDED_SIGNALS) process.off(signal, forward);
   }

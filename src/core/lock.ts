@@ -4,7 +4,7 @@
  * a descriptor that this process shares with it. A flock belongs to the open file description, so
  * it outlives that command and ends when this process closes the file or dies, even by SIGKILL.
  */
-import { spawn } from "node:child_process";
+import { execa } from "execa";
 import { mkdir, open, rm, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { profileStateDir, stateDir } from "./paths.js";
@@ -27,7 +27,11 @@ export async function lockProfile(profile: string, timeoutMs = 120_000): Promise
   for (;;) {
     const handle = await open(path, "a", 0o600);
     const seconds = Math.max(0, (deadline - Date.now()) / 1000).toFixed(1);
-    const result = await runFlock(handle, seconds);
+    const result = await execa("flock", ["--exclusive", "--timeout", seconds, "3"], {
+      // execa passes a number in stdio as that file descriptor of this process.
+      stdio: ["ignore", "ignore", "pipe", handle.fd as unknown as "pipe"],
+      reject: false,
+    });
     if (result.exitCode !== 0) {
       await handle.close();
       const reason = result.code === "ENOENT" ? "command not found: flock; install util-linux" : `another vpnns process held it for ${timeoutMs / 1000} s`;
@@ -37,18 +41,6 @@ export async function lockProfile(profile: string, timeoutMs = 120_000): Promise
     if (await isSameFile(handle, path)) return { release: () => releaseLock(profile, handle) };
     await handle.close();
   }
-}
-
-/** Run `flock --exclusive --timeout SECONDS 3` with the lock file as its descriptor 3. */
-function runFlock(handle: FileHandle, seconds: string): Promise<{ exitCode: number | null; code: string | undefined }> {
-  return new Promise((resolve) => {
-    const child = spawn("flock", ["--exclusive", "--timeout", seconds, "3"], { stdio: ["ignore", "ignore", "ignore", handle.fd] });
-    let code: string | undefined;
-    child.on("error", (error: NodeJS.ErrnoException) => {
-      code ??= error.code;
-    });
-    child.on("close", (exitCode: number | null) => resolve({ exitCode, code }));
-  });
 }
 
 /**
