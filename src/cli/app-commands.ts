@@ -1,21 +1,7 @@
 /** `vpnns app ...`, `vpnns profile default` and `vpnns desktop`: per-app profiles and desktop launchers. */
 import type { Command } from "commander";
-import {
-  assignmentsFile,
-  chooseProfile,
-  readAssignments,
-  setAppProfile,
-  setDefaultProfile,
-  unsetAppProfile,
-  validateAppName,
-} from "../apps/assignments.js";
-import { removeLauncher, writeLauncher } from "../apps/desktop.js";
-import { appEnvironment, findProgram } from "../core/app.js";
 import { UsageError } from "../core/errors.js";
 import { info, warn } from "../core/log.js";
-import { validateProfileName } from "../core/names.js";
-import { resolveTargetUser } from "../core/user.js";
-import { profileExists } from "../profile/store.js";
 import { addVerboseOption } from "./options.js";
 
 export function registerAppCommands(program: Command): void {
@@ -26,6 +12,7 @@ export function registerAppCommands(program: Command): void {
     .argument("<app>", "the command's base name, such as firefox")
     .argument("<profile>", "profile name")
     .action(async (name: string, profile: string) => {
+      const { assignmentsFile, setAppProfile } = await import("../apps/assignments.js");
       await setAppProfile(name, profile);
       info(`${name} runs in profile ${profile} (${assignmentsFile()}); start it with: vpnns run ${name}`);
     });
@@ -34,6 +21,7 @@ export function registerAppCommands(program: Command): void {
     .description("remove an app's profile, so 'vpnns run' falls back to the default profile")
     .argument("<app>", "the command's base name")
     .action(async (name: string) => {
+      const { unsetAppProfile } = await import("../apps/assignments.js");
       const previous = await unsetAppProfile(name);
       info(previous === undefined ? `${name} had no profile; nothing changed` : `${name} no longer runs in profile ${previous}`);
     });
@@ -42,6 +30,7 @@ export function registerAppCommands(program: Command): void {
     .description("list the apps with a profile, and the default profile")
     .option("--json", "print JSON")
     .action(async (options: { json?: boolean }) => {
+      const [{ readAssignments }, { profileExists }] = await Promise.all([import("../apps/assignments.js"), import("../profile/store.js")]);
       const assignments = await readAssignments();
       const rows = [];
       for (const [name, profile] of Object.entries(assignments.apps).sort(([a], [b]) => a.localeCompare(b))) {
@@ -69,6 +58,7 @@ function registerProfileDefault(program: Command): void {
     .argument("[name]", "profile name to make the default")
     .option("--clear", "remove the default profile")
     .action(async (name: string | undefined, options: { clear?: boolean }) => {
+      const { readAssignments, setDefaultProfile } = await import("../apps/assignments.js");
       if (options.clear && name !== undefined) throw new UsageError("give either a profile name or --clear");
       if (options.clear) {
         await setDefaultProfile(undefined);
@@ -93,6 +83,15 @@ function registerDesktop(program: Command): void {
     .option("-p, --profile <name>", "profile the entry starts the app in (default: the app's profile, else the default profile)")
     .option("--remove", "remove the entry instead")
     .action(async (name: string, options: { profile?: string; remove?: boolean }) => {
+      const [{ chooseProfile, validateAppName }, { removeLauncher, writeLauncher }, { appEnvironment, findProgram }, { validateProfileName }, { resolveTargetUser }, { profileExists }] =
+        await Promise.all([
+          import("../apps/assignments.js"),
+          import("../apps/desktop.js"),
+          import("../core/app.js"),
+          import("../core/names.js"),
+          import("../core/user.js"),
+          import("../profile/store.js"),
+        ]);
       validateAppName(name);
       const user = await resolveTargetUser({});
       if (options.remove) {

@@ -1,23 +1,11 @@
 /** `vpnns up`, `down`, `status` and `run`. */
-import { Option, type Command } from "commander";
-import { loadProfile } from "../profile/store.js";
-import { validateProfileName } from "../core/names.js";
+import { Option, type Command } from "./commander.js";
 import { UsageError } from "../core/errors.js";
 import { readSettings } from "../core/settings.js";
 import { info } from "../core/log.js";
-import { down, teardown, upLocked, DOWN_GRACE_MS, up, type TeardownResult } from "../core/launcher.js";
-import { cleanup, type CleanupResult } from "../core/cleanup.js";
-import { lockProfile, removeLockFile } from "../core/lock.js";
-import { isRunRegistered, otherLiveRuns, readState, registerRun, unregisterRun, writeState } from "../core/state.js";
-import { knownProfiles, reportProfile } from "../core/status.js";
-import { processesInside } from "../resources/namespace.js";
-import { findForwarders } from "../publish/control.js";
-import { resolveTargetUser } from "../core/user.js";
-import { launchApp } from "../apps/launch.js";
-import { appOfCommand, chooseProfile } from "../apps/assignments.js";
-import { upWithRetry } from "../core/retry.js";
+import type { TeardownResult } from "../core/launcher.js";
+import type { CleanupResult } from "../core/cleanup.js";
 import { addUpOptions, addVerboseOption, handshakeTimeoutMs, parseSeconds, type UpFlags } from "./options.js";
-import { formatReport } from "./format.js";
 
 export function registerLifecycleCommands(program: Command): void {
   addUpOptions(addVerboseOption(program.command("up")))
@@ -28,10 +16,17 @@ export function registerLifecycleCommands(program: Command): void {
         .argParser(parseSeconds),
     )
     .action(async (name: string, flags: UpFlags & { retryFor?: number }) => {
+      const [{ loadProfile }, { up }, { writeState }] = await Promise.all([
+        import("../profile/store.js"),
+        import("../core/launcher.js"),
+        import("../core/state.js"),
+      ]);
       const profile = await loadProfile(name);
       const options = { handshakeTimeoutMs: handshakeTimeoutMs(flags) };
       const result =
-        flags.retryFor === undefined ? await up(profile, options) : await upWithRetry(profile, { ...options, retryForMs: flags.retryFor });
+        flags.retryFor === undefined
+          ? await up(profile, options)
+          : await (await import("../core/retry.js")).upWithRetry(profile, { ...options, retryForMs: flags.retryFor });
       if (result.state.autoDown) await writeState({ ...result.state, autoDown: false });
       if (!result.changed) {
         info(`profile ${name} is already up; nothing changed`);
@@ -47,11 +42,13 @@ export function registerLifecycleCommands(program: Command): void {
     .action(async (name: string | undefined, options: { all?: boolean }) => {
       if (Boolean(options.all) === (name !== undefined)) throw new UsageError("give either a profile name or --all, as in: vpnns down work");
       if (options.all) {
+        const { cleanup } = await import("../core/cleanup.js");
         const result = await cleanup();
         reportCleanup(result);
         if (result.profiles.every((entry) => !entry.result.removed) && result.interfaces.length === 0) info("no profile is up; nothing to remove");
         return;
       }
+      const [{ validateProfileName }, { down }] = await Promise.all([import("../core/names.js"), import("../core/launcher.js")]);
       validateProfileName(name!);
       reportDown(name!, await down(name!));
     });
@@ -59,6 +56,7 @@ export function registerLifecycleCommands(program: Command): void {
   addVerboseOption(program.command("cleanup"))
     .description("take every profile down and remove what crashed runs left: vpnns-* namespaces, vns-* interfaces, wireguard-go daemons, DNS files and state")
     .action(async () => {
+      const { cleanup } = await import("../core/cleanup.js");
       const result = await cleanup();
       reportCleanup(result);
       if (result.profiles.every((entry) => !entry.result.removed) && result.interfaces.length === 0) info("nothing to clean up");
@@ -69,9 +67,10 @@ export function registerLifecycleCommands(program: Command): void {
     .argument("[profile]", "profile name (default: every profile)")
     .option("--json", "print JSON")
     .action(async (name: string | undefined, options: { json?: boolean }) => {
+      const [{ knownProfiles, reportProfiles }, { formatReport }] = await Promise.all([import("../core/status.js"), import("./format.js")]);
       if (name !== undefined) await requireKnownProfile(name);
       const names = name !== undefined ? [name] : await knownProfiles();
-      const reports = await Promise.all(names.map((profile) => reportProfile(profile)));
+      const reports = await reportProfiles(names);
       if (options.json) console.log(JSON.stringify(name !== undefined ? reports[0] : reports, null, 2));
       else if (reports.length === 0) info("no profiles yet; import one with: vpnns profile import FILE");
       else console.log(reports.map(formatReport).join("\n\n"));
@@ -92,6 +91,7 @@ export function registerLifecycleCommands(program: Command): void {
 
 /** Reject a name that is neither a stored profile nor one with runtime state (exit code 2). */
 async function requireKnownProfile(name: string): Promise<void> {
+  const [{ validateProfileName }, { knownProfiles }] = await Promise.all([import("../core/names.js"), import("../core/status.js")]);
   validateProfileName(name);
   const known = await knownProfiles();
   if (known.includes(name)) return;
@@ -111,6 +111,16 @@ function reportCleanup(result: CleanupResult): void {
 }
 
 async function runInProfile(command: string[], flags: UpFlags & { profile?: string; keep?: boolean; user?: string; asRoot?: boolean }): Promise<number> {
+  const [{ appOfCommand, chooseProfile }, { loadProfile }, { resolveTargetUser }, { lockProfile }, { upLocked }, { isRunRegistered, registerRun, unregisterRun, writeState }, { launchApp }] =
+    await Promise.all([
+      import("../apps/assignments.js"),
+      import("../profile/store.js"),
+      import("../core/user.js"),
+      import("../core/lock.js"),
+      import("../core/launcher.js"),
+      import("../core/state.js"),
+      import("../apps/launch.js"),
+    ]);
   const { profile: name } = await chooseProfile(flags.profile, appOfCommand(command));
   const profile = await loadProfile(name);
   const user = await resolveTargetUser({ user: flags.user, asRoot: flags.asRoot });
@@ -164,6 +174,16 @@ const CLEANUP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 /** Take down a profile that `run` brought up, once no process and no other run is left in it. */
 async function takeDownIfIdle(name: string): Promise<void> {
+  const [{ lockProfile, removeLockFile }, { otherLiveRuns, readState }, { processesInside }, { DOWN_GRACE_MS, teardown }, { findForwarders }] = await Promise.all([
+    import("../core/lock.js"),
+    import("../core/state.js"),
+    import("../resources/namespace.js"),
+    import("../core/launcher.js"),
+    import("../publish/control.js"),
+  ]);
+  // Only a run that brings the profile up turns autoDown on, and that run checks again when it
+  // ends. So a record without autoDown, read before the lock, lets this run skip the lock.
+  if (!(await readState(name))?.autoDown) return;
   const lock = await lockProfile(name);
   let removeLock = false;
   try {

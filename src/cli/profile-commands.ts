@@ -1,15 +1,8 @@
 /** `vpnns profile ...`: import, list, show and remove stored profiles. */
 import type { Command } from "commander";
-import { importProfile, listProfileNames, loadProfile, profileExists, redactProfile, removeProfileFile } from "../profile/store.js";
-import { profileFile } from "../core/paths.js";
-import { validateProfileName } from "../core/names.js";
 import { UsageError } from "../core/errors.js";
 import { info, warn } from "../core/log.js";
-import { down } from "../core/launcher.js";
-import { reportProfile } from "../core/status.js";
-import { appsOfProfile, readAssignments } from "../apps/assignments.js";
 import { addVerboseOption } from "./options.js";
-import { formatProfile } from "./format.js";
 
 export function registerProfileCommands(program: Command): void {
   const profile = program.command("profile").description("import, list, show and remove profiles");
@@ -20,6 +13,7 @@ export function registerProfileCommands(program: Command): void {
     .option("--name <name>", "profile name (default: the file's base name without .conf)")
     .option("--force", "replace a profile of the same name")
     .action(async (file: string, options: { name?: string; force?: boolean }) => {
+      const [{ importProfile }, { profileFile }] = await Promise.all([import("../profile/store.js"), import("../core/paths.js")]);
       const result = await importProfile(file, options);
       for (const warning of result.warnings) warn(warning);
       const verb = result.replaced ? "replaced" : "imported";
@@ -30,8 +24,8 @@ export function registerProfileCommands(program: Command): void {
     .description("list stored profiles and whether each is up")
     .option("--json", "print JSON")
     .action(async (options: { json?: boolean }) => {
-      const rows = [];
-      for (const name of await listProfileNames()) rows.push({ name, state: (await reportProfile(name)).state });
+      const [{ listProfileNames }, { reportProfiles }] = await Promise.all([import("../profile/store.js"), import("../core/status.js")]);
+      const rows = (await reportProfiles(await listProfileNames())).map((report) => ({ name: report.profile, state: report.state }));
       if (options.json) console.log(JSON.stringify(rows, null, 2));
       else if (rows.length === 0) info("no profiles yet; import one with: vpnns profile import FILE");
       else for (const row of rows) console.log(`${row.name}\t${row.state}`);
@@ -42,6 +36,7 @@ export function registerProfileCommands(program: Command): void {
     .argument("<name>", "profile name")
     .option("--json", "print JSON")
     .action(async (name: string, options: { json?: boolean }) => {
+      const [{ loadProfile, redactProfile }, { formatProfile }] = await Promise.all([import("../profile/store.js"), import("./format.js")]);
       const redacted = redactProfile(await loadProfile(name));
       console.log(options.json ? JSON.stringify(redacted, null, 2) : formatProfile(redacted));
     });
@@ -51,6 +46,15 @@ export function registerProfileCommands(program: Command): void {
     .argument("<name>", "profile name")
     .option("--force", "take the profile down first if it is up")
     .action(async (name: string, options: { force?: boolean }) => {
+      const [{ validateProfileName }, { profileFile }, { profileExists, removeProfileFile }, { reportProfile }, { down }, { appsOfProfile, readAssignments }] =
+        await Promise.all([
+          import("../core/names.js"),
+          import("../core/paths.js"),
+          import("../profile/store.js"),
+          import("../core/status.js"),
+          import("../core/launcher.js"),
+          import("../apps/assignments.js"),
+        ]);
       validateProfileName(name);
       if (!(await profileExists(name))) throw new UsageError(`profile ${name} not found (${profileFile(name)}); list profiles with: vpnns profile list`);
       const report = await reportProfile(name);

@@ -1,6 +1,6 @@
 /** `vpnns settings`: show and change machine-wide settings. */
 import type { Command } from "commander";
-import { readSettings, settingsFile, writeSetting, type Settings } from "../core/settings.js";
+import type { Settings } from "../core/settings.js";
 import { UsageError } from "../core/errors.js";
 import { info } from "../core/log.js";
 import { addVerboseOption } from "./options.js";
@@ -15,7 +15,8 @@ export function registerSettingsCommands(program: Command): void {
   const settings = addVerboseOption(program.command("settings"))
     .description("show the settings; change one with 'vpnns settings set NAME VALUE'")
     .option("--json", "print JSON")
-    .action((options: { json?: boolean }) => {
+    .action(async (options: { json?: boolean }) => {
+      const { readSettings } = await import("../core/settings.js");
       const current = readSettings();
       if (options.json) {
         console.log(JSON.stringify(current, null, 2));
@@ -34,6 +35,7 @@ export function registerSettingsCommands(program: Command): void {
       if (!setting.values.includes(value)) {
         throw new UsageError(`invalid value ${JSON.stringify(value)} for ${name}; expected one of: ${setting.values.join(", ")}`);
       }
+      const { settingsFile, writeSetting } = await import("../core/settings.js");
       await writeSetting(setting.key, value as never);
       info(`${name} = ${value} (${settingsFile()}); it applies to profiles brought up from now on`);
     });

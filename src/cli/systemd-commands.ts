@@ -1,12 +1,11 @@
 /** `vpnns systemd install`, `enable`, `disable`, `attach` and `detach`. */
-import { Option, type Command } from "commander";
+import { Option, type Command } from "./commander.js";
 import { access, constants } from "node:fs/promises";
 import { isAbsolute } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { UsageError } from "../core/errors.js";
 import { validateProfileName } from "../core/names.js";
 import { info, warn } from "../core/log.js";
-import { loadProfile } from "../profile/store.js";
 import {
   attachService,
   DEFAULT_RETRY_FOR_SECONDS,
@@ -23,6 +22,12 @@ import { addVerboseOption, parseSeconds } from "./options.js";
 
 /** Variables that choose vpnns's folders. `install` copies those that are set into the unit. */
 const FOLDER_VARIABLES = ["VPNNS_CONFIG_DIR", "VPNNS_STATE_DIR"] as const;
+
+/** Load a profile to check that it exists and is valid; the profile modules load only here. */
+async function loadProfile(name: string): Promise<void> {
+  const store = await import("../profile/store.js");
+  await store.loadProfile(name);
+}
 
 /** The package root, two levels above dist/cli/. */
 const PACKAGE_ROOT = new URL("../../", import.meta.url);

@@ -2,7 +2,9 @@
 import type { Profile } from "../profile/types.js";
 import { VpnnsError } from "./errors.js";
 import { readLatestHandshakes, setPersistentKeepalive } from "../tools/wg.js";
+import { hasHandshake, setPeerKeepalive } from "../tools/uapi.js";
 import { sleep } from "../resources/namespace.js";
+import type { WireGuardBackend } from "../resources/wireguard-link.js";
 
 /** Keepalive interval set for a moment on peers without one, because setting it sends a packet at once. */
 const PROVOKING_KEEPALIVE_SECONDS = 25;
@@ -16,6 +18,8 @@ export async function waitForHandshake(options: {
   profile: Profile;
   namespace: string;
   interfaceName: string;
+  /** Backend of the interface, which decides the queries: wireguard-go's socket, or `wg` inside the namespace for the kernel. */
+  backend: WireGuardBackend;
   timeoutMs: number;
   /** Polled between checks: the wait ends early, without an error, once it returns true. */
   isInterrupted: () => boolean;
@@ -24,15 +28,20 @@ export async function waitForHandshake(options: {
   const peers = profile.peers.filter((peer) => peer.endpoint !== undefined);
   if (peers.length === 0) return;
   const provoked = peers.filter((peer) => peer.persistentKeepalive === undefined);
-  for (const peer of provoked) {
-    await setPersistentKeepalive({ namespace, interfaceName, publicKey: peer.publicKey, seconds: PROVOKING_KEEPALIVE_SECONDS });
-  }
+  // A query over wireguard-go's socket takes well under a millisecond, and `wg` in the namespace
+  // takes a process start. So the userspace wait checks often, and the kernel wait less often.
+  const userspace = options.backend === "wireguard-go";
+  const setKeepalive = (publicKey: string, seconds: number) =>
+    userspace ? setPeerKeepalive(interfaceName, publicKey, seconds) : setPersistentKeepalive({ namespace, interfaceName, publicKey, seconds });
+  const handshakeDone = async () =>
+    userspace ? hasHandshake(interfaceName) : [...((await readLatestHandshakes(namespace, interfaceName))?.values() ?? [])].some((seconds) => seconds > 0);
+  for (const peer of provoked) await setKeepalive(peer.publicKey, PROVOKING_KEEPALIVE_SECONDS);
 
   const deadline = Date.now() + timeoutMs;
-  let delay = 10;
+  let delay = userspace ? 1 : 10;
+  const maxDelay = userspace ? 20 : 100;
   for (;;) {
-    const handshakes = await readLatestHandshakes(namespace, interfaceName);
-    if ([...(handshakes?.values() ?? [])].some((seconds) => seconds > 0)) break;
+    if (await handshakeDone()) break;
     if (options.isInterrupted()) return;
     if (Date.now() >= deadline) {
       const endpoints = peers.map((peer) => `${peer.endpoint} (peer ${peer.publicKey})`).join(", ");
@@ -43,10 +52,8 @@ export async function waitForHandshake(options: {
       );
     }
     await sleep(Math.min(delay, Math.max(1, deadline - Date.now())));
-    delay = Math.min(delay * 2, 100);
+    delay = Math.min(delay * 2, maxDelay);
   }
 
-  for (const peer of provoked) {
-    await setPersistentKeepalive({ namespace, interfaceName, publicKey: peer.publicKey, seconds: 0 });
-  }
+  for (const peer of provoked) await setKeepalive(peer.publicKey, 0);
 }

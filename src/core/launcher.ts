@@ -16,10 +16,10 @@ import { readState, removeState, writeState, isProcessAlive, removeRunRegistrati
 import { hasIpv6, planUp, type PlannedStep } from "./plan.js";
 import { waitForHandshake } from "./handshake.js";
 import { run, formatCommand } from "../tools/exec.js";
-import { deleteLink, showLink } from "../tools/ip.js";
+import { deleteLink, showLink, type LinkInfo } from "../tools/ip.js";
 import { createNamespaceUndo, namespaceExists, endProcessesInside } from "../resources/namespace.js";
 import { chooseFirewallBackend, hasKillSwitch } from "../resources/firewall.js";
-import { createLink, findUserspaceDaemons, stopUserspaceDaemons, type PlannedCommand } from "../resources/wireguard-link.js";
+import { createLink, findUserspaceDaemons, stopUserspaceDaemons, userspaceDaemonsOf, type PlannedCommand } from "../resources/wireguard-link.js";
 import { removeDnsFiles, writeDnsFiles } from "../resources/dns.js";
 import { createAppMounts, removeAppMounts } from "../resources/app-mounts.js";
 import { readPingGroupRange } from "../resources/ping-group-range.js";
@@ -157,6 +157,7 @@ async function runStep(
   switch (step.id) {
     case "link":
       state.wireguardBackend = await createLink(context.settingsBackend, state.interfaceName);
+      if (state.wireguardBackend === "wireguard-go") state.wireguardPid = (await findUserspaceDaemons(state.interfaceName))[0];
       await writeState(state);
       return;
     case "dns":
@@ -174,6 +175,7 @@ async function runStep(
           profile,
           namespace: state.namespace,
           interfaceName: state.interfaceName,
+          backend: state.wireguardBackend ?? "kernel",
           timeoutMs: context.options.handshakeTimeoutMs,
           isInterrupted: () => context.signals.interrupted,
         });
@@ -246,25 +248,29 @@ export async function checkHealth(state: ProfileState | undefined): Promise<stri
   }
   const problems: string[] = [];
   if (!(await namespaceExists(state.namespace))) return [`namespace ${state.namespace} is missing`];
-  const link = await showLink(state.interfaceName, state.namespace);
+  // The checks are independent, so their commands run at once.
+  const [link, daemons, killSwitch] = await Promise.all([
+    showLink(state.interfaceName, state.namespace),
+    state.wireguardBackend === "wireguard-go" ? userspaceDaemonsOf(state.interfaceName, state.wireguardPid) : undefined,
+    state.firewallBackend ? hasKillSwitch(state.namespace, state.firewallBackend) : true,
+  ]);
   if (!link) problems.push(`interface ${state.interfaceName} is missing from ${state.namespace}`);
   else if (!link.flags.includes("UP")) problems.push(`interface ${state.interfaceName} is down`);
-  if (state.wireguardBackend === "wireguard-go" && (await findUserspaceDaemons(state.interfaceName)).length === 0) {
+  if (daemons !== undefined && daemons.length === 0) {
     problems.push(`the wireguard-go process of ${state.interfaceName} is not running`);
   }
-  if (state.firewallBackend && !(await hasKillSwitch(state.namespace, state.firewallBackend))) {
-    problems.push(`the kill-switch in ${state.namespace} is missing`);
-  }
+  if (!killSwitch) problems.push(`the kill-switch in ${state.namespace} is missing`);
   return problems;
 }
 
 /** Check whether anything a profile owns exists without a state record. */
 async function hasLeftovers(profile: string): Promise<boolean> {
   const link = interfaceName(profile);
+  // The cheap checks come first: a file, then a pass over /proc, then a command.
   return (
     (await namespaceExists(namespaceName(profile))) ||
-    (await showLink(link)) !== undefined ||
-    (await findUserspaceDaemons(link)).length > 0
+    (await findUserspaceDaemons(link)).length > 0 ||
+    (await showLink(link)) !== undefined
   );
 }
 
@@ -283,18 +289,29 @@ export interface TeardownResult {
 export async function teardown(profile: string, options: { graceMs: number }): Promise<TeardownResult> {
   const namespace = namespaceName(profile);
   const link = interfaceName(profile);
+  const state = await readState(profile);
   // The supervisor goes first, so it does not start a forwarder again while the processes inside end.
   const hadPublishing = await stopPublishing(profile);
   const hadNamespace = await namespaceExists(namespace);
   await removeRunRegistrations(profile);
   const endedProcesses = hadNamespace ? await endProcessesInside(namespace, options.graceMs) : 0;
-  const daemons = await findUserspaceDaemons(link);
-  if (daemons.length > 0) await stopUserspaceDaemons(link);
-  if (hadNamespace) await createNamespaceUndo(namespace)();
-  const strayLink = await showLink(link);
-  if (strayLink) await deleteLink(link);
+  const daemons = await userspaceDaemonsOf(link, state?.wireguardPid);
+  // The daemons get SIGTERM now and exit while the namespace goes and while the host namespace is
+  // checked for a link left there.
+  const stopping = daemons.length > 0 ? stopUserspaceDaemons(link, daemons) : undefined;
+  // Awaited below: the handler only keeps a failure that comes early from counting as unhandled.
+  stopping?.catch(() => {});
+  let strayLink: LinkInfo | undefined;
+  try {
+    if (hadNamespace) await createNamespaceUndo(namespace)();
+    strayLink = await showLink(link);
+  } finally {
+    await stopping;
+  }
+  // A wireguard-go link in the host namespace goes with its daemon, so it is looked up again
+  // before the delete, which would otherwise fail on a link that is already gone.
+  if (strayLink && (daemons.length === 0 || (await showLink(link)))) await deleteLink(link);
 
-  const state = await readState(profile);
   await removeAppMounts(profile);
   const hadDnsFiles = await pathExists(netnsEtcDir(profile));
   if (hadDnsFiles) await removeDnsFiles(netnsEtcDir(profile));

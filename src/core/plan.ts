@@ -92,7 +92,8 @@ function planKillSwitch(profile: Profile, namespace: string, link: string, backe
     return [
       {
         argv: [...netnsExec(namespace), "nft", "-f", "-"],
-        options: { intent: `apply the nftables kill-switch in ${namespace}`, input: renderNftRuleset(options), mutates: true },
+        // The namespace step has just created the namespace, so there is no table to replace.
+        options: { intent: `apply the nftables kill-switch in ${namespace}`, input: renderNftRuleset(options, { replace: false }), mutates: true },
       },
     ];
   }

@@ -17,6 +17,8 @@ export interface ProfileState {
   /** PID of the vpnns process that builds the profile. */
   ownerPid: number;
   wireguardBackend?: WireGuardBackend;
+  /** PID of the wireguard-go daemon, so that checks and `down` need no scan of /proc. */
+  wireguardPid?: number;
   firewallBackend?: FirewallBackend;
   ipv6: boolean;
   /** ISO 8601 time the setup started. */

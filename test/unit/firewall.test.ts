@@ -32,6 +32,14 @@ describe("renderNftRuleset", () => {
     const lines = renderNftRuleset({ interfaceName: "vns-home", ipv6: true }).split("\n");
     expect(lines.slice(0, 3)).toEqual(["table inet vpnns", "delete table inet vpnns", "table inet vpnns {"]);
   });
+
+  it("skips the deletion without replace", () => {
+    const replacing = renderNftRuleset({ interfaceName: "vns-home", ipv6: true });
+    const fresh = renderNftRuleset({ interfaceName: "vns-home", ipv6: true }, { replace: false });
+    expect(fresh.split("\n")[0]).toBe("table inet vpnns {");
+    expect(fresh).not.toContain("delete table");
+    expect(replacing.endsWith(fresh)).toBe(true);
+  });
 });
 
 describe("renderIptablesRules", () => {

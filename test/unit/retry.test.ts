@@ -41,7 +41,7 @@ function resolutionError(): CommandError {
 }
 
 async function realHandshakeTimeout(): Promise<unknown> {
-  return waitForHandshake({ profile: PROFILE, namespace: "vpnns-work", interfaceName: "vns-work", timeoutMs: 1, isInterrupted: () => false }).then(
+  return waitForHandshake({ profile: PROFILE, namespace: "vpnns-work", interfaceName: "vns-work", backend: "kernel", timeoutMs: 1, isInterrupted: () => false }).then(
     () => undefined,
     (error: unknown) => error,
   );

@@ -1,0 +1,81 @@
+/**
+ * The configuration protocol of wireguard-go: text requests over the Unix socket
+ * /var/run/wireguard/IFNAME.sock, described at https://www.wireguard.com/xplatform/. vpnns uses it
+ * for the queries of the handshake wait, which would otherwise start `wg` once per query.
+ */
+import net from "node:net";
+import { join } from "node:path";
+import { VpnnsError } from "../core/errors.js";
+import { logCommand } from "../core/log.js";
+
+export const WIREGUARD_SOCKET_DIR = "/var/run/wireguard";
+const KEY_LENGTH = 32;
+const REQUEST_TIMEOUT_MS = 5_000;
+
+/** Convert a base64 WireGuard key, as wg prints it, to the hex form the protocol uses. */
+export function keyToHex(base64Key: string): string {
+  const bytes = Buffer.from(base64Key, "base64");
+  if (bytes.length !== KEY_LENGTH || bytes.toString("base64") !== base64Key) {
+    throw new TypeError(`invalid WireGuard key: expected ${KEY_LENGTH} bytes in base64`);
+  }
+  return bytes.toString("hex");
+}
+
+export function socketPath(interfaceName: string): string {
+  return join(WIREGUARD_SOCKET_DIR, `${interfaceName}.sock`);
+}
+
+/**
+ * Send one request (its lines without the final empty line) and return the reply without its
+ * final empty line. Error messages never include the request, because it may contain a key.
+ */
+export function request(interfaceName: string, lines: readonly string[]): Promise<string> {
+  const path = socketPath(interfaceName);
+  return new Promise<string>((resolve, reject) => {
+    let received = "";
+    const socket = net.createConnection({ path });
+    socket.setTimeout(REQUEST_TIMEOUT_MS, () => {
+      socket.destroy(new Error(`timed out after ${REQUEST_TIMEOUT_MS} ms`));
+    });
+    socket.on("connect", () => socket.write(`${lines.map((line) => `${line}\n`).join("")}\n`));
+    socket.on("data", (chunk) => {
+      received += chunk.toString("utf8");
+      // The reply ends with an empty line.
+      if (received.endsWith("\n\n")) {
+        socket.end();
+        resolve(received.slice(0, -1));
+      }
+    });
+    socket.on("error", (error) => reject(new Error(`${path}: ${error.message}`)));
+    socket.on("close", () => reject(new Error(`${path} closed without a complete reply`)));
+  });
+}
+
+/** Send a "set=1" request and throw unless the daemon returns errno=0. */
+export async function setDevice(interfaceName: string, lines: readonly string[]): Promise<void> {
+  const reply = await request(interfaceName, ["set=1", ...lines]);
+  const errno = /^errno=(-?\d+)$/m.exec(reply)?.[1];
+  if (errno !== "0") throw new Error(`the daemon returned errno=${errno ?? "(missing)"}`);
+}
+
+/** Set a peer's persistent keepalive through the socket, as `wg set IF peer KEY persistent-keepalive N|off` does. */
+export async function setPeerKeepalive(interfaceName: string, publicKey: string, seconds: number): Promise<void> {
+  const value = seconds === 0 ? "off" : String(seconds);
+  logCommand(`uapi ${socketPath(interfaceName)}: set peer ${publicKey} persistent-keepalive ${value}`);
+  try {
+    await setDevice(interfaceName, [`public_key=${keyToHex(publicKey)}`, "update_only=true", `persistent_keepalive_interval=${seconds}`]);
+  } catch (error) {
+    throw new VpnnsError(`failed to set keepalive of peer ${publicKey} on ${interfaceName}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** Check whether any peer of the interface has completed a handshake, from a "get=1" request. */
+export async function hasHandshake(interfaceName: string): Promise<boolean> {
+  let reply: string;
+  try {
+    reply = await request(interfaceName, ["get=1"]);
+  } catch (error) {
+    throw new VpnnsError(`failed to read WireGuard interface ${interfaceName}: ${(error as Error).message}`, { cause: error });
+  }
+  return /^last_handshake_time_sec=[1-9]/m.test(reply);
+}
