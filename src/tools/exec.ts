@@ -6,7 +6,7 @@
 import { execa } from "execa";
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, open, rm, type FileHandle } from "node:fs/promises";
+import { mkdir, open, rm, rmdir, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { CommandError, VpnnsError } from "../core/errors.js";
 import { logCommand } from "../core/log.js";
@@ -72,6 +72,8 @@ export async function run(argv: readonly string[], options: RunOptions): Promise
   if (options.mutates) logCommand(commandLine);
 
   const secretOutput = options.secretOutput === true || options.secrets !== undefined;
+  // A state folder made only for these files goes again, so a command that fails leaves nothing.
+  const madeStateDir = secretOutput && !existsSync(stateDir());
   const outputFiles = secretOutput ? [await openSecretFile(), await openSecretFile()] : [];
   let result;
   try {
@@ -91,6 +93,7 @@ export async function run(argv: readonly string[], options: RunOptions): Promise
     if (stderrFile !== undefined) result.stderr = await readWhole(stderrFile);
   } finally {
     for (const outputFile of outputFiles) await outputFile.close();
+    if (madeStateDir) await rmdir(stateDir()).catch(() => {});
   }
 
   if (result.code === "ENOENT" && !existsSync(process.cwd())) {

@@ -240,7 +240,9 @@ async function describeTree(path: string, lines: string[]): Promise<void> {
     lines.push(`${path} folder ${mode}`);
     for (const entry of (await readdir(path)).sort()) await describeTree(join(path, entry), lines);
   } else if (info.isFile()) {
-    const digest = createHash("sha256").update(await readFile(path)).digest("hex");
+    // A namespace file bound into the state folder (the profile's mount namespace) reads as EINVAL.
+    const content = await readFile(path).catch((error: NodeJS.ErrnoException) => (error.code === "EINVAL" ? undefined : Promise.reject(error)));
+    const digest = content === undefined ? "namespace" : createHash("sha256").update(content).digest("hex");
     lines.push(`${path} file ${mode} ${info.size} ${digest}`);
   } else {
     lines.push(`${path} special ${mode}`);
