@@ -39,6 +39,11 @@ const UDP_IDLE_MS = 120_000;
 const MAX_UDP_SESSIONS = 256;
 /** Maximum datagrams a new UDP session queues while its forwarder connection opens. */
 const MAX_QUEUED_DATAGRAMS = 64;
+/**
+ * Bytes of replies a UDP listener may keep queued for sending to clients. Datagrams beyond it are
+ * dropped, as a full socket buffer drops them, so a flood cannot grow the supervisor's memory.
+ */
+const MAX_UDP_SEND_QUEUE_BYTES = 1024 * 1024;
 
 function log(message: string): void {
   process.stderr.write(`${new Date().toISOString()} supervisor ${process.pid}: ${message}\n`);
@@ -214,6 +219,26 @@ function listenTcp(entry: PublishedPort): Promise<Listener> {
   });
 }
 
+/** Milliseconds between two log lines about dropped datagrams of one listener. */
+const DROP_LOG_INTERVAL_MS = 10_000;
+
+/** Counts dropped datagrams and logs the count at most once per DROP_LOG_INTERVAL_MS. */
+class DropCounter {
+  private count = 0;
+  private lastLog = 0;
+
+  constructor(private readonly where: string) {}
+
+  add(reason: string): void {
+    this.count += 1;
+    const now = Date.now();
+    if (now - this.lastLog < DROP_LOG_INTERVAL_MS) return;
+    log(`${this.where}: dropped ${this.count} datagrams since the last report, because ${reason}`);
+    this.count = 0;
+    this.lastLog = now;
+  }
+}
+
 interface UdpSession {
   upstream?: net.Socket;
   queue: Buffer[];
@@ -225,6 +250,7 @@ function listenUdp(entry: PublishedPort): Promise<Listener> {
   const socket = dgram.createSocket({ type: net.isIPv6(entry.hostAddress) ? "udp6" : "udp4", ipv6Only: net.isIPv6(entry.hostAddress) });
   const sessions = new Map<string, UdpSession>();
   const listener: Listener = { entry, listening: false, close: () => {} };
+  const drops = new DropCounter(`UDP ${formatHostSide(entry)}`);
 
   const endSession = (key: string): void => {
     const session = sessions.get(key);
@@ -252,7 +278,10 @@ function listenUdp(entry: PublishedPort): Promise<Listener> {
         const decoder = new FrameDecoder();
         upstream.on("data", (chunk: Buffer) => {
           touch(key, session);
-          for (const datagram of decoder.push(chunk)) socket.send(datagram, client.port, client.address);
+          for (const datagram of decoder.push(chunk)) {
+            if (socket.getSendQueueSize() > MAX_UDP_SEND_QUEUE_BYTES) drops.add("the send queue to clients is full");
+            else socket.send(datagram, client.port, client.address);
+          }
         });
         upstream.on("error", () => endSession(key));
         upstream.on("close", () => endSession(key));
@@ -271,8 +300,12 @@ function listenUdp(entry: PublishedPort): Promise<Listener> {
     const key = `${client.address} ${client.port}`;
     const session = sessions.get(key) ?? openSession(key, client);
     touch(key, session);
-    if (session.upstream) session.upstream.write(encodeFrame(message));
+    // A stream that needs a drain has a forwarder that does not keep up: UDP may drop, so the
+    // datagram is dropped instead of growing the stream's buffer without bound.
+    if (session.upstream?.writableNeedDrain === true) drops.add(`the forwarder does not read the stream of ${client.address}:${client.port} fast enough`);
+    else if (session.upstream) session.upstream.write(encodeFrame(message));
     else if (session.queue.length < MAX_QUEUED_DATAGRAMS) session.queue.push(message);
+    else drops.add(`the forwarder connection of ${client.address}:${client.port} is not open yet`);
   });
   listener.close = () => {
     for (const key of [...sessions.keys()]) endSession(key);
