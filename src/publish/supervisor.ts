@@ -20,13 +20,13 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { run } from "../tools/exec.js";
-import { forwarderSocket, publishDir, requestFile, statusFile, type PortStatus, type PublishRequest, type PublishStatus } from "./files.js";
+import { FORWARDER_GID, FORWARDER_UID, forwarderSocket, publishDir, requestFile, statusFile, type PortStatus, type PublishRequest, type PublishStatus } from "./files.js";
 import { encodeFrame, encodeHeader, FrameDecoder, parseSocketOwners, REPLY_READY, splice } from "./protocol.js";
 import { formatHostSide, type PublishedPort } from "./spec.js";
 
 const FORWARDER_SCRIPT = fileURLToPath(new URL("./forwarder.js", import.meta.url));
 /** The forwarder runs as the overflow user "nobody", which owns no files and needs none. */
-const FORWARDER_USER = "65534:65534";
+const FORWARDER_USER = `${FORWARDER_UID}:${FORWARDER_GID}`;
 const RESTART_MIN_MS = 200;
 const RESTART_MAX_MS = 5000;
 /** A forwarder that ran this long resets the restart delay to RESTART_MIN_MS. */

@@ -5,7 +5,9 @@
  */
 import { execa, type ResultPromise } from "execa";
 import dgram from "node:dgram";
-import { readFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, test } from "vitest";
 import type { Lab } from "../../src/lab/lab.js";
 import type { ProfileReport } from "../../src/core/status.js";
@@ -13,6 +15,9 @@ import { namespaceName } from "../../src/core/names.js";
 import { SKIP_REASON, importClient, makeDirs, sandboxed, vpnns, type TestDirs } from "./helpers.js";
 
 const PROFILE = "brkpub";
+/** A profile that is down while an unprivileged user runs an impostor of its supervisor. */
+const IMPOSTOR_PROFILE = "brkimp";
+const SUPERVISOR_SCRIPT = fileURLToPath(new URL("../../dist/publish/supervisor.js", import.meta.url));
 const NAMESPACE = namespaceName(PROFILE);
 const UDP_INSIDE = 5400;
 const UDP_HOST = 15400;
@@ -169,6 +174,42 @@ describe.runIf(sandboxed)("published port abuse", () => {
       expect(after - before, `forwarder VmRSS grew from ${before} kB to ${after} kB`).toBeLessThan(MAX_GROWTH_KB);
     } finally {
       socket.close();
+    }
+  }, 120_000);
+
+  it("ignores a supervisor impostor of another user", async () => {
+    await importClient(dirs, lab, IMPOSTOR_PROFILE);
+    const published = await vpnns(dirs, ["publish", IMPOSTOR_PROFILE, "15401:5401"]);
+    expect(published.exitCode, published.all).toBe(0);
+
+    // The user "nobody" starts a process whose command line is that of the profile's supervisor:
+    // the real script, with a preload from NODE_OPTIONS, which no command line shows, that blocks
+    // before the script runs.
+    const preload = join(await mkdtemp("/tmp/vpnns-impostor-"), "block.cjs");
+    await writeFile(preload, "Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);\n", { mode: 0o644 });
+    await chmod(dirname(preload), 0o755);
+    const impostor = execa(
+      "setpriv",
+      ["--reuid=65534", "--regid=65534", "--clear-groups", "--", process.execPath, SUPERVISOR_SCRIPT, "--profile", IMPOSTOR_PROFILE, "--state-dir", dirs.stateDir],
+      { reject: false, env: { NODE_OPTIONS: `--require=${preload}` } },
+    );
+    try {
+      await waitFor("the impostor's command line", async () => {
+        const argv = await readFile(`/proc/${impostor.pid}/cmdline`, "utf8").catch(() => "");
+        return argv.includes(SUPERVISOR_SCRIPT);
+      });
+
+      const up = await vpnns(dirs, ["up", IMPOSTOR_PROFILE]);
+      expect(up.exitCode, up.all).toBe(0);
+      const report = (await vpnns(dirs, ["status", IMPOSTOR_PROFILE, "--json"])).stdout;
+      const publishing = (JSON.parse(report) as ProfileReport).publishing;
+      expect(publishing.supervisorPid).not.toBe(impostor.pid);
+      expect(publishing.ports.map((port) => port.listening)).toEqual([true]);
+    } finally {
+      impostor.kill("SIGKILL");
+      await impostor;
+      await vpnns(dirs, ["down", IMPOSTOR_PROFILE]);
+      await rm(dirname(preload), { recursive: true, force: true });
     }
   }, 120_000);
 });
