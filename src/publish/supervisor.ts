@@ -13,7 +13,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import dgram from "node:dgram";
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -48,6 +48,34 @@ const MAX_UDP_SEND_QUEUE_BYTES = 1024 * 1024;
 function log(message: string): void {
   process.stderr.write(`${new Date().toISOString()} supervisor ${process.pid}: ${message}\n`);
 }
+
+/** O_CLOEXEC in the octal "flags" field of /proc/self/fdinfo/N on Linux. */
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * Close the descriptors above 2 that this process inherited without close-on-exec, such as a
+ * shell's `300>file` or a job server's pipe in the caller of vpnns. The supervisor outlives its
+ * caller, so it would keep them open, and would pass them on to the forwarder, which runs as
+ * 65534 inside the namespace. Node.js opens its own descriptors with close-on-exec.
+ */
+function closeInheritedDescriptors(): void {
+  for (const entry of readdirSync("/proc/self/fd")) {
+    const descriptor = Number(entry);
+    if (descriptor <= 2) continue;
+    let flags: number;
+    try {
+      const match = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${descriptor}`, "utf8"));
+      if (match === null) continue;
+      flags = parseInt(match[1]!, 8);
+    } catch {
+      // A descriptor that is closed by now, such as the one readdirSync used, has no fdinfo.
+      continue;
+    }
+    if ((flags & O_CLOEXEC) === 0) closeSync(descriptor);
+  }
+}
+
+closeInheritedDescriptors();
 
 const { values } = parseArgs({ options: { profile: { type: "string" }, "state-dir": { type: "string" } } });
 if (values.profile === undefined || values["state-dir"] === undefined) {

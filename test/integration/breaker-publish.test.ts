@@ -5,18 +5,20 @@
  */
 import { execa, type ResultPromise } from "execa";
 import dgram from "node:dgram";
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, test } from "vitest";
 import type { Lab } from "../../src/lab/lab.js";
 import type { ProfileReport } from "../../src/core/status.js";
 import { namespaceName } from "../../src/core/names.js";
-import { SKIP_REASON, importClient, makeDirs, sandboxed, vpnns, type TestDirs } from "./helpers.js";
+import { CLI, SKIP_REASON, importClient, makeDirs, sandboxed, vpnns, type TestDirs } from "./helpers.js";
 
 const PROFILE = "brkpub";
 /** A profile that is down while an unprivileged user runs an impostor of its supervisor. */
 const IMPOSTOR_PROFILE = "brkimp";
+/** A profile brought up by a caller that passes an extra file, which the supervisor must not keep. */
+const INHERIT_PROFILE = "brkfd";
 const SUPERVISOR_SCRIPT = fileURLToPath(new URL("../../dist/publish/supervisor.js", import.meta.url));
 const NAMESPACE = namespaceName(PROFILE);
 const UDP_INSIDE = 5400;
@@ -210,6 +212,39 @@ describe.runIf(sandboxed)("published port abuse", () => {
       await impostor;
       await vpnns(dirs, ["down", IMPOSTOR_PROFILE]);
       await rm(dirname(preload), { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it("keeps no file of the caller of up", async () => {
+    await importClient(dirs, lab, INHERIT_PROFILE);
+    const published = await vpnns(dirs, ["publish", INHERIT_PROFILE, "15402:5402"]);
+    expect(published.exitCode, published.all).toBe(0);
+
+    // vpnns gets fd 300 without close-on-exec, as a shell's `300>` or a build tool's job server
+    // passes it. Node.js drops low extra descriptors of its children, so a high one is used.
+    const marker = join(await mkdtemp("/tmp/vpnns-inherit-"), "marker");
+    const up = await execa("bash", ["-c", 'exec 300>>"$1" && shift && exec "$@"', "bash", marker, process.execPath, CLI, "up", INHERIT_PROFILE], {
+      reject: false,
+      all: true,
+      env: { VPNNS_CONFIG_DIR: dirs.configDir, VPNNS_STATE_DIR: dirs.stateDir },
+    });
+    try {
+      expect(up.exitCode, up.all).toBe(0);
+      const holders: string[] = [];
+      for (const entry of await readdir("/proc")) {
+        if (!/^\d+$/.test(entry)) continue;
+        const argv = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+        if (!/\/publish\/(supervisor|forwarder)\.js\0/.test(argv)) continue;
+        const descriptors = await readdir(`/proc/${entry}/fd`).catch(() => [] as string[]);
+        for (const descriptor of descriptors) {
+          const target = await readlink(`/proc/${entry}/fd/${descriptor}`).catch(() => "");
+          if (target === marker) holders.push(`${entry} ${argv.split("\0").join(" ")} (fd ${descriptor})`);
+        }
+      }
+      expect(holders).toEqual([]);
+    } finally {
+      await vpnns(dirs, ["down", INHERIT_PROFILE]);
+      await rm(dirname(marker), { recursive: true, force: true });
     }
   }, 120_000);
 });
