@@ -1,9 +1,7 @@
 /**
  * Per-namespace name resolution. `ip netns exec` bind-mounts the files in /etc/netns/<namespace>
  * over their /etc counterparts, so apps inside read the profile's resolv.conf, and an nsswitch.conf
- * whose hosts line is "files dns" keeps lookups away from the host's systemd-resolved socket.
- * NOTE: glibc asks nscd through /var/run/nscd/socket before it reads the hosts line, and that
- * socket is reachable inside, so a host nscd that caches hosts resolves names outside the tunnel.
+ * whose hosts line is "files dns" keeps lookups away from the host's systemd-resolved and nscd sockets.
  */
 import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
