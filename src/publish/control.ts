@@ -15,7 +15,7 @@ import { logCommand } from "../core/log.js";
 import { pathExists } from "../core/files.js";
 import { formatCommand } from "../tools/exec.js";
 import type { Profile } from "../profile/types.js";
-import { forwarderSocket, logFile, publishDir, requestFile, statusFile, type PublishRequest, type PublishStatus } from "./files.js";
+import { FORWARDER_UID, forwarderSocket, logFile, publishDir, requestFile, statusFile, type PublishRequest, type PublishStatus } from "./files.js";
 import { formatHostSide } from "./spec.js";
 
 const SUPERVISOR_SCRIPT = fileURLToPath(new URL("./supervisor.js", import.meta.url));
@@ -156,6 +156,7 @@ async function scanPublishProcesses(): Promise<PublishProcess[]> {
     try {
       const match = profileOfCommand((await readFile(`/proc/${entry}/cmdline`, "utf8")).split("\0"));
       if (match === undefined || !(await isRunning(Number(entry)))) continue;
+      if (!OWNER_UIDS[match.kind].includes(await userOf(Number(entry)))) continue;
       if (match.kind === "supervisor" && (await readlink(`/proc/${entry}/ns/net`)) !== own) continue;
       found.push({ pid: Number(entry), ...match });
     } catch {
@@ -163,6 +164,23 @@ async function scanPublishProcesses(): Promise<PublishProcess[]> {
     }
   }
   return found;
+}
+
+/**
+ * Real and effective user IDs that each kind of process runs as: vpnns starts supervisors as root,
+ * and a forwarder is root until it has bound its socket and then 65534. Any user can start a
+ * process with the same command line, so one of another user is not the profile's.
+ */
+const OWNER_UIDS: Record<PublishProcess["kind"], readonly number[]> = { supervisor: [0], forwarder: [0, FORWARDER_UID] };
+
+/**
+ * Return the process's user ID when its real and effective user IDs agree, else -1. The owner of
+ * /proc/PID is no proof, because it is root for any process that made itself non-dumpable.
+ */
+async function userOf(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const ids = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
+  return ids !== null && ids[1] === ids[2] ? Number(ids[1]) : -1;
 }
 
 /** Check whether a process exists and is not a zombie that no parent has reaped yet. */

@@ -6,6 +6,10 @@
 import { join } from "node:path";
 import type { PublishedPort } from "./spec.js";
 
+/** User and group ID of the forwarder once it has bound its socket: the overflow user "nobody". */
+export const FORWARDER_UID = 65534;
+export const FORWARDER_GID = 65534;
+
 export function publishDir(stateDir: string, profile: string): string {
   return join(stateDir, profile, "publish");
 }

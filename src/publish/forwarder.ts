@@ -106,6 +106,8 @@ function serveTcp(upstream: net.Socket, header: Header, rest: Buffer, targets: s
 
 /** Maximum datagrams of a UDP session kept for a resend until its target address replies. */
 const MAX_UNCONFIRMED = 64;
+/** Bytes a UDP session may keep queued for sending to the service; datagrams beyond it are dropped. */
+const MAX_UDP_SEND_QUEUE_BYTES = 1024 * 1024;
 
 /**
  * Relays one UDP session: datagrams from the stream go to the port on a target address, and its
@@ -117,6 +119,7 @@ function serveUdp(upstream: net.Socket, header: Header, rest: Buffer, targets: s
   const key = `udp ${header.port}`;
   let index = preferredTarget.get(key) ?? 0;
   let idleTimer: NodeJS.Timeout | undefined;
+  let dropped = 0;
   let session: { socket: dgram.Socket; connected: boolean; confirmed: boolean; queue: Buffer[]; unconfirmed: Buffer[] };
 
   const touch = (): void => {
@@ -139,7 +142,10 @@ function serveUdp(upstream: net.Socket, header: Header, rest: Buffer, targets: s
       current.unconfirmed = [];
       preferredTarget.set(key, index);
       touch();
-      upstream.write(encodeFrame(message));
+      // A stream that needs a drain has a supervisor that does not keep up. UDP may drop, so the
+      // reply is dropped instead of growing the stream's buffer without bound.
+      if (upstream.writableNeedDrain) dropped += 1;
+      else upstream.write(encodeFrame(message));
     });
     socket.on("error", (error: NodeJS.ErrnoException) => {
       if (session !== current) return;
@@ -159,6 +165,10 @@ function serveUdp(upstream: net.Socket, header: Header, rest: Buffer, targets: s
   };
   // A send before connect() completes fails with ERR_SOCKET_DGRAM_NOT_CONNECTED, so it waits in the queue.
   const send = (datagram: Buffer): void => {
+    if (session.connected ? session.socket.getSendQueueSize() > MAX_UDP_SEND_QUEUE_BYTES : session.queue.length >= MAX_UNCONFIRMED) {
+      dropped += 1;
+      return;
+    }
     if (!session.confirmed && session.unconfirmed.length < MAX_UNCONFIRMED) session.unconfirmed.push(datagram);
     if (session.connected) deliver(datagram);
     else session.queue.push(datagram);
@@ -178,6 +188,7 @@ function serveUdp(upstream: net.Socket, header: Header, rest: Buffer, targets: s
   upstream.on("close", () => {
     clearTimeout(idleTimer);
     session.socket.close();
+    if (dropped > 0) log(`UDP port ${header.port}: dropped ${dropped} datagrams of the session because the other side did not keep up`);
   });
 }
 

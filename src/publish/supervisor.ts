@@ -13,20 +13,20 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import dgram from "node:dgram";
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { run } from "../tools/exec.js";
-import { forwarderSocket, publishDir, requestFile, statusFile, type PortStatus, type PublishRequest, type PublishStatus } from "./files.js";
+import { FORWARDER_GID, FORWARDER_UID, forwarderSocket, publishDir, requestFile, statusFile, type PortStatus, type PublishRequest, type PublishStatus } from "./files.js";
 import { encodeFrame, encodeHeader, FrameDecoder, parseSocketOwners, REPLY_READY, splice } from "./protocol.js";
 import { formatHostSide, type PublishedPort } from "./spec.js";
 
 const FORWARDER_SCRIPT = fileURLToPath(new URL("./forwarder.js", import.meta.url));
 /** The forwarder runs as the overflow user "nobody", which owns no files and needs none. */
-const FORWARDER_USER = "65534:65534";
+const FORWARDER_USER = `${FORWARDER_UID}:${FORWARDER_GID}`;
 const RESTART_MIN_MS = 200;
 const RESTART_MAX_MS = 5000;
 /** A forwarder that ran this long resets the restart delay to RESTART_MIN_MS. */
@@ -39,10 +39,43 @@ const UDP_IDLE_MS = 120_000;
 const MAX_UDP_SESSIONS = 256;
 /** Maximum datagrams a new UDP session queues while its forwarder connection opens. */
 const MAX_QUEUED_DATAGRAMS = 64;
+/**
+ * Bytes of replies a UDP listener may keep queued for sending to clients. Datagrams beyond it are
+ * dropped, as a full socket buffer drops them, so a flood cannot grow the supervisor's memory.
+ */
+const MAX_UDP_SEND_QUEUE_BYTES = 1024 * 1024;
 
 function log(message: string): void {
   process.stderr.write(`${new Date().toISOString()} supervisor ${process.pid}: ${message}\n`);
 }
+
+/** O_CLOEXEC in the octal "flags" field of /proc/self/fdinfo/N on Linux. */
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * Close the descriptors above 2 that this process inherited without close-on-exec, such as a
+ * shell's `300>file` or a job server's pipe in the caller of vpnns. The supervisor outlives its
+ * caller, so it would keep them open, and would pass them on to the forwarder, which runs as
+ * 65534 inside the namespace. Node.js opens its own descriptors with close-on-exec.
+ */
+function closeInheritedDescriptors(): void {
+  for (const entry of readdirSync("/proc/self/fd")) {
+    const descriptor = Number(entry);
+    if (descriptor <= 2) continue;
+    let flags: number;
+    try {
+      const match = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${descriptor}`, "utf8"));
+      if (match === null) continue;
+      flags = parseInt(match[1]!, 8);
+    } catch {
+      // A descriptor that is closed by now, such as the one readdirSync used, has no fdinfo.
+      continue;
+    }
+    if ((flags & O_CLOEXEC) === 0) closeSync(descriptor);
+  }
+}
+
+closeInheritedDescriptors();
 
 const { values } = parseArgs({ options: { profile: { type: "string" }, "state-dir": { type: "string" } } });
 if (values.profile === undefined || values["state-dir"] === undefined) {
@@ -214,6 +247,26 @@ function listenTcp(entry: PublishedPort): Promise<Listener> {
   });
 }
 
+/** Milliseconds between two log lines about dropped datagrams of one listener. */
+const DROP_LOG_INTERVAL_MS = 10_000;
+
+/** Counts dropped datagrams and logs the count at most once per DROP_LOG_INTERVAL_MS. */
+class DropCounter {
+  private count = 0;
+  private lastLog = 0;
+
+  constructor(private readonly where: string) {}
+
+  add(reason: string): void {
+    this.count += 1;
+    const now = Date.now();
+    if (now - this.lastLog < DROP_LOG_INTERVAL_MS) return;
+    log(`${this.where}: dropped ${this.count} datagrams since the last report, because ${reason}`);
+    this.count = 0;
+    this.lastLog = now;
+  }
+}
+
 interface UdpSession {
   upstream?: net.Socket;
   queue: Buffer[];
@@ -225,6 +278,7 @@ function listenUdp(entry: PublishedPort): Promise<Listener> {
   const socket = dgram.createSocket({ type: net.isIPv6(entry.hostAddress) ? "udp6" : "udp4", ipv6Only: net.isIPv6(entry.hostAddress) });
   const sessions = new Map<string, UdpSession>();
   const listener: Listener = { entry, listening: false, close: () => {} };
+  const drops = new DropCounter(`UDP ${formatHostSide(entry)}`);
 
   const endSession = (key: string): void => {
     const session = sessions.get(key);
@@ -252,7 +306,10 @@ function listenUdp(entry: PublishedPort): Promise<Listener> {
         const decoder = new FrameDecoder();
         upstream.on("data", (chunk: Buffer) => {
           touch(key, session);
-          for (const datagram of decoder.push(chunk)) socket.send(datagram, client.port, client.address);
+          for (const datagram of decoder.push(chunk)) {
+            if (socket.getSendQueueSize() > MAX_UDP_SEND_QUEUE_BYTES) drops.add("the send queue to clients is full");
+            else socket.send(datagram, client.port, client.address);
+          }
         });
         upstream.on("error", () => endSession(key));
         upstream.on("close", () => endSession(key));
@@ -271,8 +328,12 @@ function listenUdp(entry: PublishedPort): Promise<Listener> {
     const key = `${client.address} ${client.port}`;
     const session = sessions.get(key) ?? openSession(key, client);
     touch(key, session);
-    if (session.upstream) session.upstream.write(encodeFrame(message));
+    // A stream that needs a drain has a forwarder that does not keep up: UDP may drop, so the
+    // datagram is dropped instead of growing the stream's buffer without bound.
+    if (session.upstream?.writableNeedDrain === true) drops.add(`the forwarder does not read the stream of ${client.address}:${client.port} fast enough`);
+    else if (session.upstream) session.upstream.write(encodeFrame(message));
     else if (session.queue.length < MAX_QUEUED_DATAGRAMS) session.queue.push(message);
+    else drops.add(`the forwarder connection of ${client.address}:${client.port} is not open yet`);
   });
   listener.close = () => {
     for (const key of [...sessions.keys()]) endSession(key);

@@ -99,6 +99,9 @@ export async function waitUntilInside(pid: number, namespace: string, timeoutMs:
 /**
  * End every process inside: SIGTERM, then SIGKILL for those still there after the grace period.
  * Returns the number of processes that were ended.
+ * NOTE: a process that left for a namespace of its own (`unshare -r -n` as any user, where
+ * unprivileged user namespaces are allowed) is not found, so it outlives `down`, and a run
+ * whose app it is keeps waiting for it. It has no uplink there.
  */
 export async function endProcessesInside(namespace: string, graceMs: number): Promise<number> {
   const initial = await processesInside(namespace);
