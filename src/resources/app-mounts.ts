@@ -137,15 +137,20 @@ const MOUNT_NAMESPACE_ATTEMPTS = 20;
 
 /**
  * Create a mount namespace that is a slave of this one and bind it to `file`. unshare runs pinned to
- * one CPU, and an attempt whose bind fails with EINVAL is repeated with a new namespace.
- * NOTE: in the test sandbox (Linux 6.18, util-linux 2.38.1), once any mount was shared, 13 of 20
- * unpinned attempts failed with EINVAL and 40 of 40 pinned ones succeeded. The cause is not
- * established; the kernel's check against mount namespace loops is the suspect.
+ * one CPU, the next allowed one on each attempt, and an attempt whose bind fails with EINVAL is
+ * repeated with a new namespace.
+ * NOTE: on Linux 6.18 in the test sandbox and the demo, the bind failed with EINVAL on every
+ * attempt of some runs when pinned to CPU 0, and cycling through the CPUs made 8 of 8 demo runs
+ * pass. The suspect, not established, is the kernel's check against mount namespace loops, which
+ * compares namespace ids that may not grow in order across CPUs.
  */
 async function createPersistentMountNamespace(profile: string, file: string): Promise<void> {
-  const argv = ["taskset", "--cpu-list", await firstAllowedCpu(), "unshare", `--mount=${file}`, "--propagation", "slave", "true"];
+  const cpus = await allowedCpus();
   const intent = `create the mount namespace of profile ${profile}`;
   for (let attempt = 1; ; attempt++) {
+    // Each attempt runs on the next allowed CPU, because on one CPU every attempt of a run may fail.
+    const cpu = cpus[(attempt - 1) % cpus.length] ?? "0";
+    const argv = ["taskset", "--cpu-list", cpu, "unshare", `--mount=${file}`, "--propagation", "slave", "true"];
     const result = await run(argv, { intent, mutates: true, allowFailure: attempt < MOUNT_NAMESPACE_ATTEMPTS });
     if (!result.failed) return;
     if (!result.stderr.includes("Invalid argument")) {
@@ -154,10 +159,16 @@ async function createPersistentMountNamespace(profile: string, file: string): Pr
   }
 }
 
-/** Return the first CPU this process may run on, from Cpus_allowed_list in /proc/self/status. */
-async function firstAllowedCpu(): Promise<string> {
+/** Return the CPUs this process may run on, from Cpus_allowed_list in /proc/self/status. */
+async function allowedCpus(): Promise<string[]> {
   const status = await readFile("/proc/self/status", "utf8");
-  return /^Cpus_allowed_list:\s*(\d+)/m.exec(status)?.[1] ?? "0";
+  const list = /^Cpus_allowed_list:\s*([\d,-]+)/m.exec(status)?.[1] ?? "0";
+  const cpus: string[] = [];
+  for (const range of list.split(",")) {
+    const [first = 0, last = first] = range.split("-").map(Number);
+    for (let cpu = first; cpu <= last; cpu++) cpus.push(String(cpu));
+  }
+  return cpus;
 }
 
 /**
