@@ -148,9 +148,9 @@ async function runInProfile(command: string[], flags: UpFlags & { profile?: stri
     throw error;
   }
 
-  // NOTE: between the end of the setup and launchApp, and between the app's exit and the cleanup
-  // handlers below, no handler catches SIGINT, SIGTERM or SIGHUP, so a signal there ends run at
-  // once and leaves a profile that run brought up up.
+  // NOTE: no handler catches SIGINT, SIGTERM or SIGHUP between the end of the setup and launchApp,
+  // nor between the app's exit and the cleanup handlers below. A signal there ends run at once and
+  // leaves up a profile that run brought up.
   let exitCode: number | undefined;
   try {
     exitCode = await launchApp({ profile: name, namespace, user, command, onInside: release });

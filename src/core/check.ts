@@ -203,15 +203,15 @@ async function nftProblems(context: Context): Promise<string[]> {
   const actual = parseNftChains(listing);
   const expected = parseNftChains(renderNftRuleset({ interfaceName: context.link, ipv6: context.state.ipv6 }));
   const problems: string[] = [];
-  for (const [chain, wanted] of expected) {
+  for (const [chain, expectedChain] of expected) {
     const found = actual.get(chain);
     if (found === undefined) {
       problems.push(`chain ${chain} is missing from table inet ${NFT_TABLE}`);
       continue;
     }
     if (found.policy !== "drop") problems.push(`chain ${chain} has policy ${found.policy ?? "none"}, not drop`);
-    const added = found.rules.filter((rule) => !wanted.rules.includes(rule));
-    const removed = wanted.rules.filter((rule) => !found.rules.includes(rule));
+    const added = found.rules.filter((rule) => !expectedChain.rules.includes(rule));
+    const removed = expectedChain.rules.filter((rule) => !found.rules.includes(rule));
     if (added.length > 0) problems.push(`chain ${chain} has rules vpnns did not write: ${added.join(", ")}`);
     if (removed.length > 0) problems.push(`chain ${chain} lacks the rules ${removed.join(", ")}`);
   }
@@ -380,7 +380,7 @@ async function provokeHandshake(context: Context, peers: Profile["peers"]): Prom
 }
 
 async function checkIpv6(context: Context): Promise<CheckResult> {
-  const wanted = context.profile.interface.addresses.filter((address) => address.includes(":")).map((address) => address.split("/")[0]!);
+  const expectedAddresses = context.profile.interface.addresses.filter((address) => address.includes(":")).map((address) => address.split("/")[0]!);
   const { stdout } = await run(["ip", "-n", context.namespace, "-6", "-j", "address", "show"], { intent: `list IPv6 addresses in ${context.namespace}` });
   const interfaces = stdout.trim() === "" ? [] : (JSON.parse(stdout) as { ifname: string; addr_info?: { local: string; scope: string }[] }[]);
   const onTunnel = interfaces.filter((entry) => entry.ifname === context.link).flatMap((entry) => entry.addr_info ?? []).map((info) => info.local);
@@ -391,9 +391,9 @@ async function checkIpv6(context: Context): Promise<CheckResult> {
     return fail("ipv6", `IPv6 addresses outside the tunnel: ${elsewhere.join(", ")}`, rebuildCommand(context.profile.name));
   }
 
-  if (wanted.length > 0) {
-    const missing = wanted.filter((address) => !onTunnel.some((found) => sameIpv6(found, address)));
-    if (missing.length === 0) return pass("ipv6", `IPv6 goes through the tunnel from ${wanted.join(", ")}`);
+  if (expectedAddresses.length > 0) {
+    const missing = expectedAddresses.filter((address) => !onTunnel.some((found) => sameIpv6(found, address)));
+    if (missing.length === 0) return pass("ipv6", `IPv6 goes through the tunnel from ${expectedAddresses.join(", ")}`);
     return fail("ipv6", `the profile's IPv6 address ${missing.join(", ")} is missing from ${context.link}, so IPv6 is neither tunnelled nor blocked`, rebuildCommand(context.profile.name));
   }
   if (await killSwitchDropsIpv6(context)) return pass("ipv6", "IPv6 is blocked: the profile has no IPv6 address and the kill-switch drops IPv6 on every interface but loopback");

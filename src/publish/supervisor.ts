@@ -366,14 +366,14 @@ async function applyRequest(): Promise<void> {
   }
   const targetsChanged = JSON.stringify(next.targets) !== JSON.stringify(request.targets);
   request = next;
-  const wanted = new Map(next.entries.map((entry) => [listenerKey(entry), entry]));
+  const requested = new Map(next.entries.map((entry) => [listenerKey(entry), entry]));
   for (const [key, listener] of listeners) {
-    if (wanted.has(key) && listener.listening) continue;
+    if (requested.has(key) && listener.listening) continue;
     listener.close();
     listeners.delete(key);
-    if (!wanted.has(key)) log(`closed ${formatHostSide(listener.entry)}`);
+    if (!requested.has(key)) log(`closed ${formatHostSide(listener.entry)}`);
   }
-  for (const [key, entry] of wanted) {
+  for (const [key, entry] of requested) {
     const existing = listeners.get(key);
     if (existing) {
       existing.entry = entry;

@@ -271,7 +271,7 @@ describe.skipIf(!sandboxed)("leaks", { timeout: SCENARIO_TIMEOUT_MS }, () => {
     return client;
   }
 
-  /** The provider's IPv6 endpoint, the same server and port as the IPv4 one. */
+  /** Return the provider's IPv6 endpoint, the same server and port as the IPv4 one. */
   function providerEndpoint6(): { address: string; port: number } {
     return { address: lab.endpoint6.slice(1, lab.endpoint6.lastIndexOf("]")), port: endpointPort };
   }

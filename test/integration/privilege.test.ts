@@ -46,7 +46,7 @@ async function inside(namespace: string, argv: string[]): Promise<string> {
   return result.stdout;
 }
 
-/** The firewall, addresses and routes of the namespace, as root lists them. */
+/** List the firewall, addresses and routes of the namespace, as root sees them. */
 async function namespaceSnapshot(): Promise<string> {
   const parts = [
     await inside(NAMESPACE, ["nft", "list", "ruleset"]),
