@@ -1,5 +1,5 @@
 /** `vpnns up`, `down`, `status` and `run`. */
-import { Option, type Command } from "./commander.js";
+import { Option, type Command } from "commander";
 import { UsageError } from "../core/errors.js";
 import { readSettings } from "../core/settings.js";
 import { info } from "../core/log.js";

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The vpnns command line: parses arguments, runs one command and maps failures to exit codes. */
-import { Command, CommanderError } from "./commander.js";
+import { Command, CommanderError } from "commander";
 import { createRequire } from "node:module";
 import { EXIT_FAILURE, EXIT_USAGE, VpnnsError } from "../core/errors.js";
 import { setVerbose } from "../core/log.js";

@@ -1,5 +1,5 @@
 /** Option parsing shared by several commands. */
-import { InvalidArgumentError, Option, type Command } from "./commander.js";
+import { InvalidArgumentError, Option, type Command } from "commander";
 
 export function addVerboseOption(command: Command): Command {
   return command.option("-v, --verbose", "print each state-changing command on stderr as it runs");

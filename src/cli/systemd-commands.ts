@@ -1,5 +1,5 @@
 /** `vpnns systemd install`, `enable`, `disable`, `attach` and `detach`. */
-import { Option, type Command } from "./commander.js";
+import { Option, type Command } from "commander";
 import { access, constants } from "node:fs/promises";
 import { isAbsolute } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -140,7 +140,7 @@ async function install(dir: string, flags: { vpnnsPath?: string; retryFor: numbe
 
 /** The command that the unit runs: --vpnns-path, else this Node.js with the main.js next to this file. */
 async function vpnnsCommand(vpnnsPath: string | undefined): Promise<string[]> {
-  if (vpnnsPath === undefined) return [process.execPath, fileURLToPath(new URL("./main.js", import.meta.url))];
+  if (vpnnsPath === undefined) return [process.execPath, fileURLToPath(new URL("../cli/main.js", import.meta.url))];
   if (!isAbsolute(vpnnsPath)) {
     throw new UsageError(`invalid --vpnns-path ${JSON.stringify(vpnnsPath)}: give an absolute path, such as /usr/bin/vpnns`);
   }

@@ -78,7 +78,7 @@ const ADDRESS_FIELDS = ["ip", "address", "remoteAddress", "remote_addr", "origin
 /** Maximum length of a plain-text body shown as the address the server saw. */
 const MAX_PLAIN_ADDRESS_LENGTH = 100;
 
-const INSIDE_SCRIPT = fileURLToPath(new URL("./check-inside.js", import.meta.url));
+const INSIDE_SCRIPT = fileURLToPath(new URL("../core/check-inside.js", import.meta.url));
 
 /** Parse the URL of --probe: http or https only; anything else is a usage error. */
 export function parseProbeUrl(text: string): string {

@@ -299,7 +299,7 @@ class LocalLab implements Lab {
   }
 
   private async startServers(): Promise<void> {
-    const script = fileURLToPath(new URL("./servers.js", import.meta.url));
+    const script = fileURLToPath(new URL("../lab/servers.js", import.meta.url));
     const argv = [
       "ip", "netns", "exec", this.providerNamespace, process.execPath, script,
       "--address4", SERVICE_ADDRESS4,

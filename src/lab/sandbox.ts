@@ -25,7 +25,7 @@ export function sandboxArgv(argv: readonly string[]): string[] {
 
 /** Wraps a command so that sandbox-run prepares the sandbox, runs the command and cleans up after it. */
 export function sandboxRunArgv(argv: readonly string[]): string[] {
-  const script = fileURLToPath(new URL("./sandbox-run.js", import.meta.url));
+  const script = fileURLToPath(new URL("../lab/sandbox-run.js", import.meta.url));
   return sandboxArgv([process.execPath, script, ...argv]);
 }
 

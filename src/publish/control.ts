@@ -18,8 +18,8 @@ import type { Profile } from "../profile/types.js";
 import { FORWARDER_UID, forwarderSocket, logFile, publishDir, requestFile, statusFile, type PublishRequest, type PublishStatus } from "./files.js";
 import { formatHostSide } from "./spec.js";
 
-const SUPERVISOR_SCRIPT = fileURLToPath(new URL("./supervisor.js", import.meta.url));
-const FORWARDER_SCRIPT = fileURLToPath(new URL("./forwarder.js", import.meta.url));
+const SUPERVISOR_SCRIPT = fileURLToPath(new URL("../publish/supervisor.js", import.meta.url));
+const FORWARDER_SCRIPT = fileURLToPath(new URL("../publish/forwarder.js", import.meta.url));
 /** Milliseconds to wait for the supervisor to apply a request. */
 const APPLY_TIMEOUT_MS = 15_000;
 /** Milliseconds between SIGTERM and SIGKILL when a supervisor is stopped. */

@@ -24,7 +24,7 @@ import { FORWARDER_GID, FORWARDER_UID, forwarderSocket, publishDir, requestFile,
 import { encodeFrame, encodeHeader, FrameDecoder, parseSocketOwners, REPLY_READY, splice } from "./protocol.js";
 import { formatHostSide, type PublishedPort } from "./spec.js";
 
-const FORWARDER_SCRIPT = fileURLToPath(new URL("./forwarder.js", import.meta.url));
+const FORWARDER_SCRIPT = fileURLToPath(new URL("../publish/forwarder.js", import.meta.url));
 /** The forwarder runs as the overflow user "nobody", which owns no files and needs none. */
 const FORWARDER_USER = `${FORWARDER_UID}:${FORWARDER_GID}`;
 const RESTART_MIN_MS = 200;
