@@ -14,8 +14,26 @@ export const BASELINE_NAMESPACE = "bench-base";
 export const BASELINE_INTERFACE = "bnbase";
 
 /** Runs `node -e 0`, the start and exit of a bare Node.js process; returns its milliseconds. */
-export async function timeNodeStart(): Promise<number> {
-  return (await runChecked([process.execPath, "-e", "0"])).elapsedMs;
+export async function timeNodeStart(env?: NodeJS.ProcessEnv): Promise<number> {
+  return (await runChecked([process.execPath, "-e", "0"], env === undefined ? {} : { env })).elapsedMs;
+}
+
+/**
+ * Environment variables that make every Node.js start slower: Node.js reads the certificate file
+ * that NODE_EXTRA_CA_CERTS names at each start, and NODE_OPTIONS can preload modules.
+ */
+export const START_VARIABLES = ["NODE_EXTRA_CA_CERTS", "NODE_OPTIONS"] as const;
+
+/** The start variables that this environment sets. */
+export function startVariablesSet(): string[] {
+  return START_VARIABLES.filter((name) => process.env[name] !== undefined && process.env[name] !== "");
+}
+
+/** This environment without the start variables. */
+function environmentWithoutStartVariables(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of START_VARIABLES) delete env[name];
+  return env;
 }
 
 /** Returns whether a wireguard-go process serves the interface. Zombies count as stopped. */
@@ -76,8 +94,10 @@ export async function measureLifecycle(context: Context, baselineProfile: string
 
 export interface LaunchResults {
   nodeStartMs: number[];
+  /** `node -e 0` without the start variables, when this environment sets any; empty otherwise. */
+  plainNodeStartMs: number[];
   netnsExecMs: number[];
-  /** `vpnns --version`: Node.js start, loading every module of the command line, and exit. */
+  /** `vpnns --version`: Node.js start, loading the main module of the command line, and exit. */
   versionMs: number[];
   vpnnsRun: CommandResult[];
 }
@@ -86,11 +106,13 @@ export interface LaunchResults {
 export async function measureLaunch(context: Context): Promise<LaunchResults> {
   const { vpnns, sizes } = context;
   const namespace = `vpnns-${MAIN_PROFILE}`;
-  const results: LaunchResults = { nodeStartMs: [], netnsExecMs: [], versionMs: [], vpnnsRun: [] };
+  const results: LaunchResults = { nodeStartMs: [], plainNodeStartMs: [], netnsExecMs: [], versionMs: [], vpnnsRun: [] };
+  const measurePlainStart = startVariablesSet().length > 0;
   for (let repetition = 1; repetition <= sizes.launchRepetitions; repetition += 1) {
     context.checkAborted();
     if (repetition === 1 || repetition % 5 === 0) context.progress(`launch, repetition ${repetition} of ${sizes.launchRepetitions}`);
     results.nodeStartMs.push(await timeNodeStart());
+    if (measurePlainStart) results.plainNodeStartMs.push(await timeNodeStart(environmentWithoutStartVariables()));
     results.netnsExecMs.push((await runChecked(["ip", "netns", "exec", namespace, "true"])).elapsedMs);
     results.versionMs.push((await vpnns.checked(["--version"])).elapsedMs);
     const run = () => vpnns.measured(["-v", "run", "--profile", MAIN_PROFILE, "--", "true"]);

@@ -17,6 +17,8 @@ export interface BenchResults {
   versions: [string, string][];
   /** The commit of the measured sources, with a remark when src/ had uncommitted changes. */
   revision: string;
+  /** Variables of this environment that slow every Node.js start, such as NODE_EXTRA_CA_CERTS. */
+  startVariables: string[];
   /** 1-minute load average at the start of each measurement. */
   loadAverages: { section: string; load: number }[];
   lifecycle: LifecycleResults;
@@ -228,8 +230,9 @@ function renderFloorTable(results: BenchResults): string {
     ["`bench/baseline-down.sh`", elapsed(lifecycle.baselineDown)],
     ["`node -e 0`, in the up and down loop", lifecycle.nodeStartMs],
     ["`node -e 0`, in the launch loop", launch.nodeStartMs],
+    ...(launch.plainNodeStartMs.length > 0 ? [[`\`node -e 0\` without ${results.startVariables.join(" and ")}, for reference`, launch.plainNodeStartMs] as [string, number[]]] : []),
     ["`ip netns exec vpnns-bench true`", launch.netnsExecMs],
-    ["`vpnns --version`: start, load all modules, exit", launch.versionMs],
+    ["`vpnns --version`: start, load the main module, exit", launch.versionMs],
   ];
   return table(
     ["command", "median (min–max)", "runs"],
@@ -366,6 +369,7 @@ The full run took ${minutes} minutes. Everything runs in the private sandbox of 
 | kernel | ${machine.kernel} |
 | date | ${results.startedAt.toISOString()} |
 | vpnns sources | ${results.revision} |
+| Node.js start variables | ${results.startVariables.length > 0 ? `${results.startVariables.join(", ")} set: every Node.js start, \`node -e 0\` and vpnns alike, pays for ${results.startVariables.length > 1 ? "them" : "it"} (see Floors)` : "none set"} |
 
 ${table(["tool", "version"], results.versions.map(([tool, version]) => [tool, version]))}
 

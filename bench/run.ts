@@ -11,7 +11,7 @@ import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { runChecked } from "./commands.js";
-import { MAIN_PROFILE, BASELINE_INTERFACE, BASELINE_NAMESPACE, measureLaunch, measureLifecycle, measureScaling, measureWaitingMemory, scalingProfile } from "./lifecycle.js";
+import { MAIN_PROFILE, BASELINE_INTERFACE, BASELINE_NAMESPACE, measureLaunch, measureLifecycle, measureScaling, measureWaitingMemory, scalingProfile, startVariablesSet } from "./lifecycle.js";
 import { BARE_INTERFACE, BARE_NAMESPACE, measureNetwork, startIperf3Server } from "./network.js";
 import { measurePublish } from "./publish.js";
 import { renderReport, type BenchResults } from "./report.js";
@@ -154,6 +154,7 @@ async function measure(context: Context, startedAt: Date): Promise<BenchResults>
     machine,
     versions,
     revision,
+    startVariables: startVariablesSet(),
     loadAverages,
     lifecycle,
     launch,

@@ -2,8 +2,9 @@
  * Shared parts of the measurements: paths in the repository, the lab, the vpnns command line with
  * private config and state folders, the benchmark's profiles, sizes and retries.
  *
- * The benchmark compiles vpnns together with itself into dist-bench/ and measures that copy, so a
- * rebuild of dist/ while it runs does not change what it measures.
+ * `npm run bench` builds vpnns as users get it (dist/, with the bundled command line) and copies
+ * the build to dist-bench/dist/ before it starts, so a rebuild of dist/ while it runs does not
+ * change what it measures. The benchmark itself and the lab are compiled into dist-bench/.
  */
 import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -13,12 +14,12 @@ import { runChecked, runTimed, type CommandOptions, type CommandResult } from ".
 
 /** The compiled benchmark lives in dist-bench/bench/, two levels below the repository. */
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
-/** The vpnns command line compiled with the benchmark, which reads its version from dist-bench/package.json. */
-export const CLI = join(REPO_ROOT, "dist-bench/src/cli/main.js");
+/** The copy of the built command line, which reads its version from dist-bench/package.json. */
+export const CLI = join(REPO_ROOT, "dist-bench/dist/cli/main.js");
 export const BASELINE_UP = join(REPO_ROOT, "bench/baseline-up.sh");
 export const BASELINE_DOWN = join(REPO_ROOT, "bench/baseline-down.sh");
 
-/** The vpnns command line as `node dist-bench/src/cli/main.js`, with the benchmark's config and state folders. */
+/** The vpnns command line as `node dist-bench/dist/cli/main.js`, with the benchmark's config and state folders. */
 export class Vpnns {
   private readonly env: NodeJS.ProcessEnv;
 
