@@ -16,7 +16,7 @@ import { readState, removeState, writeState, isProcessAlive, removeRunRegistrati
 import { hasIpv6, planUp, type PlannedStep } from "./plan.js";
 import { waitForHandshake } from "./handshake.js";
 import { run, formatCommand } from "../tools/exec.js";
-import { deleteLink, showLink, type LinkInfo } from "../tools/ip.js";
+import { deleteLink, hasLinkHere, showLink } from "../tools/ip.js";
 import { createNamespaceUndo, namespaceExists, endProcessesInside } from "../resources/namespace.js";
 import { chooseFirewallBackend, hasKillSwitch } from "../resources/firewall.js";
 import { createLink, findUserspaceDaemons, stopUserspaceDaemons, userspaceDaemonsOf, type PlannedCommand } from "../resources/wireguard-link.js";
@@ -266,12 +266,8 @@ export async function checkHealth(state: ProfileState | undefined): Promise<stri
 /** Check whether anything a profile owns exists without a state record. */
 async function hasLeftovers(profile: string): Promise<boolean> {
   const link = interfaceName(profile);
-  // The cheap checks come first: a file, then a pass over /proc, then a command.
-  return (
-    (await namespaceExists(namespaceName(profile))) ||
-    (await findUserspaceDaemons(link)).length > 0 ||
-    (await showLink(link)) !== undefined
-  );
+  // The cheap checks come first: a file, then a pass over /proc, then the host namespace's links.
+  return (await namespaceExists(namespaceName(profile))) || (await findUserspaceDaemons(link)).length > 0 || (await hasLinkHere(link));
 }
 
 export interface TeardownResult {
@@ -301,10 +297,10 @@ export async function teardown(profile: string, options: { graceMs: number }): P
   const stopping = daemons.length > 0 ? stopUserspaceDaemons(link, daemons) : undefined;
   // Awaited below: the handler only keeps a failure that comes early from counting as unhandled.
   stopping?.catch(() => {});
-  let strayLink: LinkInfo | undefined;
+  let strayLink = false;
   try {
     if (hadNamespace) await createNamespaceUndo(namespace)();
-    strayLink = await showLink(link);
+    strayLink = await hasLinkHere(link);
   } finally {
     await stopping;
   }
@@ -316,7 +312,7 @@ export async function teardown(profile: string, options: { graceMs: number }): P
   const hadDnsFiles = await pathExists(netnsEtcDir(profile));
   if (hadDnsFiles) await removeDnsFiles(netnsEtcDir(profile));
   await removeState(profile);
-  const removed = hadPublishing || hadNamespace || daemons.length > 0 || strayLink !== undefined || state !== undefined || hadDnsFiles;
+  const removed = hadPublishing || hadNamespace || daemons.length > 0 || strayLink || state !== undefined || hadDnsFiles;
   return { removed, endedProcesses };
 }
 
