@@ -118,42 +118,47 @@ async function fingerprintHost(): Promise<Record<string, string>> {
 
 /**
  * Create the profile's mount namespace: a private bind mount of the mounts folder (the kernel keeps a
- * mount namespace in a file only on a mount that does not propagate), `unshare --mount=FILE`, then
- * the mounts of planAppMounts inside it.
+ * mount namespace in a file only on a mount that does not propagate), then `unshare --mount=FILE`,
+ * which runs the mounts of planAppMounts inside the new namespace in the same process tree.
  */
 export async function createAppMounts(profile: string): Promise<void> {
   const folder = appMountsDir(profile);
   const file = mountNamespaceFile(profile);
   await mkdir(folder, { recursive: true, mode: 0o700 });
   await writeFile(file, "", { mode: 0o600 });
-  await run(["mount", "--bind", folder, folder], { intent: `bind-mount ${folder} onto itself`, mutates: true });
-  await run(["mount", "--make-private", folder], { intent: `make ${folder} a private mount`, mutates: true });
-  await createPersistentMountNamespace(profile, file);
-  await mountInside(profile);
+  // mount applies --make-private to the new bind mount once the bind has succeeded.
+  await run(["mount", "--bind", "--make-private", folder, folder], { intent: `bind-mount ${folder} onto itself as a private mount`, mutates: true });
+  const mounts = await prepareMounts(profile);
+  await createPersistentMountNamespace(profile, file, mountAllCommand(profile, mounts.fstab));
+  await writeFile(hostRecordFile(profile), mounts.hostRecord, { mode: 0o600 });
 }
 
 /** Attempts of `unshare --mount=FILE` before `up` fails; see createPersistentMountNamespace. */
 const MOUNT_NAMESPACE_ATTEMPTS = 20;
 
+/** The line that unshare prints when the kernel refuses the bind of the new namespace to its file. */
+const REFUSED_BIND = /^unshare: .*Invalid argument/m;
+
 /**
- * Create a mount namespace that is a slave of this one and bind it to `file`. unshare runs pinned to
- * one CPU, the next allowed one on each attempt, and an attempt whose bind fails with EINVAL is
- * repeated with a new namespace.
+ * Create a mount namespace that is a slave of this one, bind it to `file` and run `inside` in it.
+ * unshare runs pinned to one CPU, the next allowed one on each attempt, and an attempt whose bind
+ * fails with EINVAL is repeated with a new namespace. unshare binds the namespace before it starts
+ * `inside`, so a refused bind runs nothing inside.
  * NOTE: on Linux 6.18 in the test sandbox and the demo, the bind failed with EINVAL on every
  * attempt of some runs when pinned to CPU 0, and cycling through the CPUs made 8 of 8 demo runs
  * pass. The suspect, not established, is the kernel's check against mount namespace loops, which
  * compares namespace ids that may not grow in order across CPUs.
  */
-async function createPersistentMountNamespace(profile: string, file: string): Promise<void> {
+async function createPersistentMountNamespace(profile: string, file: string, inside: string[]): Promise<void> {
   const cpus = await allowedCpus();
-  const intent = `create the mount namespace of profile ${profile}`;
+  const intent = `create the mount namespace of profile ${profile}, with the DNS files mounted and the host's resolver folders covered`;
   for (let attempt = 1; ; attempt++) {
     // Each attempt runs on the next allowed CPU, because on one CPU every attempt of a run may fail.
     const cpu = cpus[(attempt - 1) % cpus.length] ?? "0";
-    const argv = ["taskset", "--cpu-list", cpu, "unshare", `--mount=${file}`, "--propagation", "slave", "true"];
+    const argv = ["taskset", "--cpu-list", cpu, "unshare", `--mount=${file}`, "--propagation", "slave", ...inside];
     const result = await run(argv, { intent, mutates: true, allowFailure: attempt < MOUNT_NAMESPACE_ATTEMPTS });
     if (!result.failed) return;
-    if (!result.stderr.includes("Invalid argument")) {
+    if (!REFUSED_BIND.test(result.stderr)) {
       throw new CommandError({ intent, command: formatCommand(argv), exitCode: result.exitCode, stderr: result.stderr });
     }
   }
@@ -172,10 +177,21 @@ async function allowedCpus(): Promise<string[]> {
 }
 
 /**
- * Mount the DNS files and the covers inside the namespace with one `mount --all`, which skips what
- * is still mounted, and record the host's paths as they are now.
+ * The command that mounts the DNS files and the covers with one `mount --all`, which skips what is
+ * still mounted. It enters the profile's network namespace first, because a sysfs shows the
+ * links of the network namespace of the process that mounts it, and the mount namespace of
+ * `mountFile` when one is given.
  */
-async function mountInside(profile: string): Promise<void> {
+function mountAllCommand(profile: string, fstab: string, mountFile?: string): string[] {
+  const enterMounts = mountFile === undefined ? [] : [`--mount=${mountFile}`];
+  return ["nsenter", `--net=${netnsRunFile(profile)}`, ...enterMounts, "--", "mount", "--all", "--fstab", fstab];
+}
+
+/**
+ * Make the cover folders and write the fstab of planAppMounts. Returns the fstab's path and the
+ * host's paths as they are now, to be recorded once the mounts are made.
+ */
+async function prepareMounts(profile: string): Promise<{ fstab: string; hostRecord: string }> {
   const host = await fingerprintHost();
   const hiddenFolders: string[] = [];
   for (const hidden of HIDDEN_RESOLVER_FOLDERS) {
@@ -191,11 +207,17 @@ async function mountInside(profile: string): Promise<void> {
   }
   const fstab = join(appMountsDir(profile), "fstab");
   await writeFile(fstab, renderFstab(planAppMounts(profile, { hiddenFolders, bindResolvConf })), { mode: 0o600 });
-  await run(["nsenter", `--net=${netnsRunFile(profile)}`, `--mount=${mountNamespaceFile(profile)}`, "--", "mount", "--all", "--fstab", fstab], {
+  return { fstab, hostRecord: JSON.stringify(host) + "\n" };
+}
+
+/** Mount again in the profile's existing mount namespace what the host detached or added, and record the host's paths. */
+async function mountInside(profile: string): Promise<void> {
+  const mounts = await prepareMounts(profile);
+  await run(mountAllCommand(profile, mounts.fstab, mountNamespaceFile(profile)), {
     intent: `mount the DNS files and cover the host's resolver folders in the mount namespace of profile ${profile}`,
     mutates: true,
   });
-  await writeFile(hostRecordFile(profile), JSON.stringify(host) + "\n", { mode: 0o600 });
+  await writeFile(hostRecordFile(profile), mounts.hostRecord, { mode: 0o600 });
 }
 
 /**
@@ -234,9 +256,10 @@ async function mountsBelow(folder: string): Promise<string[]> {
  * this also cleans what a crashed `up` left. The namespace itself ends with its last process.
  */
 export async function removeAppMounts(profile: string): Promise<void> {
-  for (const point of await mountsBelow(appMountsDir(profile))) {
-    await run(["umount", point], { intent: `unmount ${point}`, mutates: true });
-  }
+  const points = await mountsBelow(appMountsDir(profile));
+  if (points.length === 0) return;
+  // umount takes the points in the order given, deepest first, and fails when any of them fails.
+  await run(["umount", ...points], { intent: `unmount ${points.join(" and ")}`, mutates: true });
 }
 
 /** Return the prefix that runs a program in the profile's network and mount namespaces, in the given folder. */
