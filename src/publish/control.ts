@@ -6,7 +6,8 @@
  */
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdir, open, readdir, readFile, readlink, rename, rm, writeFile } from "node:fs/promises";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stateDir } from "../core/paths.js";
@@ -147,17 +148,20 @@ function profileOfCommand(argv: string[]): { kind: PublishProcess["kind"]; profi
  * Find the supervisors and forwarders of this state folder. Supervisors count only in this network
  * namespace, where vpnns starts them, because another sandbox or container may share /proc.
  * Forwarders live in the profiles' namespaces and are known by their socket path.
+ * The reads are synchronous, as in resources/namespace.ts: /proc serves its files from memory,
+ * and an asynchronous read of each process's command line made this pass most of the time that
+ * `down` spends between its commands.
  */
 async function scanPublishProcesses(): Promise<PublishProcess[]> {
-  const own = await readlink("/proc/self/ns/net");
+  const own = readlinkSync("/proc/self/ns/net");
   const found: PublishProcess[] = [];
-  for (const entry of await readdir("/proc")) {
+  for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const match = profileOfCommand((await readFile(`/proc/${entry}/cmdline`, "utf8")).split("\0"));
-      if (match === undefined || !(await isRunning(Number(entry)))) continue;
-      if (!OWNER_UIDS[match.kind].includes(await userOf(Number(entry)))) continue;
-      if (match.kind === "supervisor" && (await readlink(`/proc/${entry}/ns/net`)) !== own) continue;
+      const match = profileOfCommand(readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0"));
+      if (match === undefined || !isRunning(Number(entry))) continue;
+      if (!OWNER_UIDS[match.kind].includes(userOf(Number(entry)))) continue;
+      if (match.kind === "supervisor" && readlinkSync(`/proc/${entry}/ns/net`) !== own) continue;
       found.push({ pid: Number(entry), ...match });
     } catch {
       // The process ended while it was read.
@@ -177,16 +181,16 @@ const OWNER_UIDS: Record<PublishProcess["kind"], readonly number[]> = { supervis
  * Return the process's user ID when its real and effective user IDs agree, else -1. The owner of
  * /proc/PID is no proof, because it is root for any process that made itself non-dumpable.
  */
-async function userOf(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
+function userOf(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const ids = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
   return ids !== null && ids[1] === ids[2] ? Number(ids[1]) : -1;
 }
 
 /** Check whether a process exists and is not a zombie that no parent has reaped yet. */
-async function isRunning(pid: number): Promise<boolean> {
+function isRunning(pid: number): boolean {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
   } catch {
     return false;
@@ -234,7 +238,7 @@ export async function stopPublishing(profile: string): Promise<boolean> {
 
 async function filterRunning(pids: number[]): Promise<number[]> {
   const running = [];
-  for (const pid of pids) if (await isRunning(pid)) running.push(pid);
+  for (const pid of pids) if (isRunning(pid)) running.push(pid);
   return running;
 }
 
