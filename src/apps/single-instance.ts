@@ -299,14 +299,16 @@ export async function findInstancesOutside(identity: ProgramIdentity, namespace:
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry) || lineage.has(Number(entry))) continue;
     try {
-      const link = readlinkSync(`/proc/${entry}/ns/net`);
-      if (link === inside) continue;
-      const status = readFileSync(`/proc/${entry}/status`, "utf8");
-      if (Number(/^Uid:\s*(\d+)/m.exec(status)?.[1] ?? -1) !== uid) continue;
+      // The program comes first: its two small reads rule out almost every process, so the
+      // namespace and the larger status file are read only for the few that are left.
       const name = readFileSync(`/proc/${entry}/comm`, "utf8").trimEnd();
       const sameName = identity.names.includes(name);
       const sameExecutable = identity.executable !== undefined && readExecutable(entry) === identity.executable;
       if (!sameName && !sameExecutable) continue;
+      const link = readlinkSync(`/proc/${entry}/ns/net`);
+      if (link === inside) continue;
+      const status = readFileSync(`/proc/${entry}/status`, "utf8");
+      if (Number(/^Uid:\s*(\d+)/m.exec(status)?.[1] ?? -1) !== uid) continue;
       if (identity.script !== undefined) {
         const args = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").slice(1);
         if (!args.some((arg) => basename(arg) === identity.script)) continue;
