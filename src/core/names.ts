@@ -1,5 +1,5 @@
 /** Profile names and every name derived from them: namespace, interface, folders. */
-import { createHash } from "node:crypto";
+import { createRequire } from "node:module";
 import { UsageError } from "./errors.js";
 
 /** Maximum profile name length, which keeps the namespace name and folders far below file name limits. */
@@ -51,8 +51,18 @@ export function profileOfNamespace(namespace: string): string | undefined {
 export function interfaceName(profile: string): string {
   const plain = `${INTERFACE_PREFIX}${profile}`;
   if (plain.length <= MAX_INTERFACE_NAME) return plain;
-  const digest = createHash("sha256").update(profile).digest("hex").slice(0, 4);
+  const digest = loadCrypto().createHash("sha256").update(profile).digest("hex").slice(0, 4);
   return `${INTERFACE_PREFIX}${profile.slice(0, 6)}-${digest}`;
+}
+
+/**
+ * Load node:crypto on first use. Loading it costs several milliseconds, and only profile names
+ * longer than 11 characters need the hash, so a command for a short name never loads it.
+ */
+let cryptoModule: typeof import("node:crypto") | undefined;
+function loadCrypto(): typeof import("node:crypto") {
+  cryptoModule ??= createRequire(import.meta.url)("node:crypto") as typeof import("node:crypto");
+  return cryptoModule;
 }
 
 /**

@@ -5,7 +5,6 @@
  * cleanup finds wireguard-go daemons.
  */
 import { spawn } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname } from "node:path";
@@ -51,6 +50,8 @@ export async function applyPublishing(profile: Profile): Promise<PublishStatus |
     return undefined;
   }
   await mkdir(folder, { recursive: true, mode: 0o700 });
+  // node:crypto costs several milliseconds to load, which only profiles with a publish list pay.
+  const { randomUUID } = await import("node:crypto");
   const request: PublishRequest = { generation: randomUUID(), entries, targets: forwardTargets(profile) };
 
   const running = await findSupervisors(profile.name);

@@ -142,8 +142,8 @@ const REFUSED_BIND = /^unshare: .*Invalid argument/m;
 /**
  * Create a mount namespace that is a slave of this one, bind it to `file` and run `inside` in it.
  * unshare runs pinned to one CPU, the next allowed one on each attempt, and an attempt whose bind
- * fails with EINVAL is repeated with a new namespace. unshare binds the namespace before it starts
- * `inside`, so a refused bind runs nothing inside.
+ * fails with EINVAL is repeated with a new namespace. Nothing keeps the namespace of a failed
+ * attempt, so the kernel frees it with its mounts once unshare has exited.
  * NOTE: on Linux 6.18 in the test sandbox and the demo, the bind failed with EINVAL on every
  * attempt of some runs when pinned to CPU 0, and cycling through the CPUs made 8 of 8 demo runs
  * pass. The suspect, not established, is the kernel's check against mount namespace loops, which

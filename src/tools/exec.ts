@@ -4,7 +4,6 @@
  * that keeps the intent, the command line, the exit code and the tool's stderr.
  */
 import { execa } from "execa";
-import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, open, rm, rmdir, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
@@ -120,13 +119,20 @@ export function hideSecrets(text: string, secrets: readonly string[] = []): stri
   return hidden;
 }
 
+/** Files opened by openSecretFile so far, which makes each name new within this process. */
+let secretFileCount = 0;
+
 /**
  * Create an empty 0600 file for a command's secret output in the 0700 state folder, and remove its
  * name at once, so the output is reachable only through the returned descriptor.
  */
 async function openSecretFile(): Promise<FileHandle> {
   await mkdir(stateDir(), { recursive: true, mode: 0o700 });
-  const path = join(stateDir(), `.output-${randomUUID()}`);
+  // The name only has to be new: only the folder's owner can add files to it, and "wx+" never
+  // opens a file that exists. So the pid, a count and the clock serve, without the milliseconds
+  // that loading node:crypto for a random name costs.
+  secretFileCount += 1;
+  const path = join(stateDir(), `.output-${process.pid}-${secretFileCount}-${process.hrtime.bigint()}`);
   const handle = await open(path, "wx+", 0o600);
   await rm(path, { force: true });
   return handle;
