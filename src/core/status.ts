@@ -1,4 +1,5 @@
 /** The report behind `vpnns status`: a profile's state, tunnel figures, assigned apps and the processes inside. */
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { interfaceName, namespaceName } from "./names.js";
 import { isProcessAlive, readState, profilesWithState } from "./state.js";
 import { checkHealthOfEach } from "./health.js";
@@ -58,8 +59,7 @@ const WG_SHOW_FIELDS = ["latest-handshakes", "endpoints", "transfer"] as const;
  * batched processes, which also run `wg show` inside the namespaces of kernel WireGuard.
  */
 export async function reportProfiles(profiles: readonly string[], now = Date.now()): Promise<ProfileReport[]> {
-  const assignments = await readAssignments();
-  const states = await Promise.all(profiles.map((profile) => readState(profile)));
+  const [assignments, states] = await Promise.all([readAssignments(), Promise.all(profiles.map((profile) => readState(profile)))]);
   const namespacesUp = profiles.filter((_, index) => states[index] !== undefined).map(namespaceName);
   // Kernel WireGuard is reached over netlink, so only from inside the namespace. wireguard-go is
   // read over its control socket, without a process.
@@ -69,8 +69,14 @@ export async function reportProfiles(profiles: readonly string[], now = Date.now
   );
   // The pass over /proc comes before the checks, whose own processes would show up inside.
   const processes = await processesInsideEach(namespacesUp);
+  const checking = checkHealthOfEach(states, wgCommands);
+  // Awaited below: the handler only keeps a failure that comes early from counting as unhandled.
+  checking.catch(() => {});
+  // The batches start within this turn of the event loop. The reads below start in the next one,
+  // so that opening 50 files and sockets does not delay the processes that take longest.
+  await nextTurn();
   const [health, publishing, userspace] = await Promise.all([
-    checkHealthOfEach(states, wgCommands),
+    checking,
     Promise.all(profiles.map((profile) => reportPublishing(profile))),
     Promise.all(states.map((state) => (state?.wireguardBackend === "wireguard-go" ? readPeers(state.interfaceName) : undefined))),
   ]);

@@ -33,6 +33,13 @@ const SEPARATOR_COMMAND = "link show dev lo";
 const SINGLE_CONCURRENCY = 8;
 
 /**
+ * Batches per CPU. The commands of a batch run one after another, and each spends part of its
+ * time starting up, so two batches per CPU keep the CPUs busier. Over 50 namespaces on a 2-core
+ * VM under load, the batches took 268 ms as 2 batches and 238 ms as 4 (medians of 5).
+ */
+const BATCHES_PER_CPU = 2;
+
+/**
  * ip splits a batch line at blanks, reads quotes and backslashes, and ignores everything after
  * "#". Names of namespaces and interfaces and the fixed arguments that vpnns passes contain none of
  * these, and a word with one of them is rejected, so a line always means the intended argv.
@@ -41,15 +48,15 @@ const SAFE_WORD = /^[A-Za-z0-9_.:=+,/@%-]+$/;
 
 /**
  * Run each command inside its namespace and return the results in the order given. The commands
- * run in up to one batch per CPU at once. They must only read: when a batch's output cannot be
- * split, its commands run again one by one.
+ * run in up to BATCHES_PER_CPU batches per CPU at once. They must only read, because the commands
+ * of a batch whose output cannot be split run again one by one.
  */
 export async function runInNamespaces(commands: readonly NamespaceCommand[], options: { intent: string }): Promise<NamespaceCommandResult[]> {
   for (const { namespace, argv } of commands) {
     const unsafe = [namespace, ...argv].find((word) => !SAFE_WORD.test(word));
     if (unsafe !== undefined) throw new Error(`cannot pass ${JSON.stringify(unsafe)} on an ip batch line`);
   }
-  const shardCount = Math.min(availableParallelism(), commands.length);
+  const shardCount = Math.min(BATCHES_PER_CPU * availableParallelism(), commands.length);
   const shardSize = Math.ceil(commands.length / Math.max(shardCount, 1));
   const shards: NamespaceCommand[][] = [];
   for (let start = 0; start < commands.length; start += shardSize) shards.push(commands.slice(start, start + shardSize));
