@@ -54,7 +54,9 @@ const SAFE_WORD = /^[A-Za-z0-9_.:=+,/@%-]+$/;
 export async function runInNamespaces(commands: readonly NamespaceCommand[], options: { intent: string }): Promise<NamespaceCommandResult[]> {
   for (const { namespace, argv } of commands) {
     const unsafe = [namespace, ...argv].find((word) => !SAFE_WORD.test(word));
-    if (unsafe !== undefined) throw new Error(`cannot pass ${JSON.stringify(unsafe)} on an ip batch line`);
+    if (unsafe !== undefined) {
+      throw new Error(`invalid word ${JSON.stringify(unsafe)} for an ip batch line: it may contain only letters, digits and _.:=+,/@%-`);
+    }
   }
   const shardCount = Math.min(BATCHES_PER_CPU * availableParallelism(), commands.length);
   const shardSize = Math.ceil(commands.length / Math.max(shardCount, 1));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseBatchOutput } from "../../src/tools/netns-batch.js";
+import { parseBatchOutput, runInNamespaces } from "../../src/tools/netns-batch.js";
 
 /** The host namespace's loopback as `ip -json link show dev lo` prints it, the separator of the outputs. */
 const SEPARATOR =
@@ -54,5 +54,14 @@ describe("parseBatchOutput", () => {
   it("rejects output that does not start with the separator", () => {
     expect(parseBatchOutput(`0x1091\n${SEPARATOR}0x1091\n`, "", 2)).toBeUndefined();
     expect(parseBatchOutput("", "", 1)).toBeUndefined();
+  });
+});
+
+describe("runInNamespaces", () => {
+  it("rejects words that ip would split", async () => {
+    for (const word of ["a b", "a#b", '"a"', "a\\b", ""]) {
+      await expect(runInNamespaces([{ namespace: "vpnns-a", argv: ["cat", word] }], { intent: "read a file" }), word).rejects.toThrow("invalid word");
+    }
+    await expect(runInNamespaces([{ namespace: "vpnns a", argv: ["true"] }], { intent: "run true" })).rejects.toThrow('invalid word "vpnns a"');
   });
 });
