@@ -12,19 +12,22 @@ import { VpnnsError } from "./errors.js";
 import { info, logCommand, warn } from "./log.js";
 import { readSettings } from "./settings.js";
 import { lockProfile, removeLockFile } from "./lock.js";
-import { readState, removeState, writeState, isProcessAlive, removeRunRegistrations, type ProfileState } from "./state.js";
+import { readState, removeState, writeState, removeRunRegistrations, type ProfileState } from "./state.js";
 import { hasIpv6, planUp, type PlannedStep } from "./plan.js";
 import { waitForHandshake } from "./handshake.js";
+import { checkHealth } from "./health.js";
 import { run, formatCommand } from "../tools/exec.js";
 import { deleteLink, hasLinkHere, showLink } from "../tools/ip.js";
 import { createNamespaceUndo, namespaceExists, endProcessesInside } from "../resources/namespace.js";
-import { chooseFirewallBackend, hasKillSwitch } from "../resources/firewall.js";
+import { chooseFirewallBackend } from "../resources/firewall.js";
 import { createLink, findUserspaceDaemons, stopUserspaceDaemons, userspaceDaemonsOf, type PlannedCommand } from "../resources/wireguard-link.js";
 import { removeDnsFiles, writeDnsFiles } from "../resources/dns.js";
 import { createAppMounts, removeAppMounts } from "../resources/app-mounts.js";
 import { readPingGroupRange } from "../resources/ping-group-range.js";
 import { pathExists } from "./files.js";
 import { applyPublishing, stopPublishing } from "../publish/control.js";
+
+export { checkHealth };
 
 export interface UpOptions {
   /** Milliseconds to wait for the first handshake; 0 skips the wait. */
@@ -238,29 +241,6 @@ async function unwind(undos: (() => Promise<void>)[]): Promise<void> {
       warn(`cleanup step failed: ${(error as Error).message}`);
     }
   }
-}
-
-/** Describe what is wrong with a profile that should be up; an empty list means healthy. */
-export async function checkHealth(state: ProfileState | undefined): Promise<string[]> {
-  if (!state) return ["no state record"];
-  if (state.phase !== "up") {
-    return [isProcessAlive(state.ownerPid) ? `setup by process ${state.ownerPid} did not finish` : `setup by process ${state.ownerPid} crashed`];
-  }
-  const problems: string[] = [];
-  if (!(await namespaceExists(state.namespace))) return [`namespace ${state.namespace} is missing`];
-  // The checks are independent, so their commands run at once.
-  const [link, daemons, killSwitch] = await Promise.all([
-    showLink(state.interfaceName, state.namespace),
-    state.wireguardBackend === "wireguard-go" ? userspaceDaemonsOf(state.interfaceName, state.wireguardPid) : undefined,
-    state.firewallBackend ? hasKillSwitch(state.namespace, state.firewallBackend) : true,
-  ]);
-  if (!link) problems.push(`interface ${state.interfaceName} is missing from ${state.namespace}`);
-  else if (!link.flags.includes("UP")) problems.push(`interface ${state.interfaceName} is down`);
-  if (daemons !== undefined && daemons.length === 0) {
-    problems.push(`the wireguard-go process of ${state.interfaceName} is not running`);
-  }
-  if (!killSwitch) problems.push(`the kill-switch in ${state.namespace} is missing`);
-  return problems;
 }
 
 /** Check whether anything a profile owns exists without a state record. */

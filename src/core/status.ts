@@ -1,9 +1,11 @@
 /** The report behind `vpnns status`: a profile's state, tunnel figures, assigned apps and the processes inside. */
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { interfaceName, namespaceName } from "./names.js";
 import { isProcessAlive, readState, profilesWithState } from "./state.js";
-import { checkHealth } from "./launcher.js";
-import { showAllInterfaces, showInterface, type InterfaceStatus } from "../tools/wg.js";
-import { processesInsideEach, type ProcessInfo } from "../resources/namespace.js";
+import { checkHealthOfEach } from "./health.js";
+import { mergeShowFields } from "../tools/wg.js";
+import { readPeers } from "../tools/uapi.js";
+import { namespaceExists, processesInsideEach, type ProcessInfo } from "../resources/namespace.js";
 import { listProfileNames } from "../profile/store.js";
 import { appsOfProfile, readAssignments } from "../apps/assignments.js";
 import { appOfProcessName } from "../apps/single-instance.js";
@@ -48,32 +50,47 @@ export async function reportProfile(profile: string, now = Date.now()): Promise<
   return report!;
 }
 
-/** Maximum number of profiles that reportProfiles checks at once, because each check runs two commands. */
-const REPORT_CONCURRENCY = 8;
+/** The fields of `wg show IF FIELD` that a report shows, none of which prints a key. */
+const WG_SHOW_FIELDS = ["latest-handshakes", "endpoints", "transfer"] as const;
 
 /**
  * Build the reports of several profiles, in the order given. The shared parts run once for all of
- * them: one read of the app assignments, one pass over /proc and one `wg show all` per field.
+ * them: one read of the app assignments, one pass over /proc, and the health checks in a few
+ * batched processes, which also run `wg show` inside the namespaces of kernel WireGuard.
  */
 export async function reportProfiles(profiles: readonly string[], now = Date.now()): Promise<ProfileReport[]> {
-  const assignments = await readAssignments();
-  const states = await Promise.all(profiles.map((profile) => readState(profile)));
+  const [assignments, states] = await Promise.all([readAssignments(), Promise.all(profiles.map((profile) => readState(profile)))]);
   const namespacesUp = profiles.filter((_, index) => states[index] !== undefined).map(namespaceName);
-  const anyUserspace = states.some((state) => state?.wireguardBackend === "wireguard-go");
-  const [processes, userspace] = await Promise.all([
-    processesInsideEach(namespacesUp),
-    anyUserspace ? showAllInterfaces() : new Map<string, InterfaceStatus>(),
+  // Kernel WireGuard is reached over netlink, so only from inside the namespace. wireguard-go is
+  // read over its control socket, without a process.
+  const kernelReads = await Promise.all(states.map(async (state) => state !== undefined && state.wireguardBackend !== "wireguard-go" && (await namespaceExists(state.namespace))));
+  const wgCommands = states.flatMap((state, index) =>
+    kernelReads[index] ? WG_SHOW_FIELDS.map((field) => ({ namespace: state!.namespace, argv: ["wg", "show", state!.interfaceName, field] })) : [],
+  );
+  // The pass over /proc comes before the checks, whose own processes would show up inside.
+  const processes = await processesInsideEach(namespacesUp);
+  const checking = checkHealthOfEach(states, wgCommands);
+  // Awaited below: the handler only keeps a failure that comes early from counting as unhandled.
+  checking.catch(() => {});
+  // The batches start within this turn of the event loop. The reads below start in the next one,
+  // so that opening 50 files and sockets does not delay the processes that take longest.
+  await nextTurn();
+  const [health, publishing, userspace] = await Promise.all([
+    checking,
+    Promise.all(profiles.map((profile) => reportPublishing(profile))),
+    Promise.all(states.map((state) => (state?.wireguardBackend === "wireguard-go" ? readPeers(state.interfaceName) : undefined))),
   ]);
-  return mapConcurrently(profiles, REPORT_CONCURRENCY, async (profile, index) => {
+
+  let nextWgResult = 0;
+  return profiles.map((profile, index) => {
     const namespace = namespaceName(profile);
-    const link = interfaceName(profile);
     const state = states[index];
     const apps = appsOfProfile(assignments, profile);
     const report: ProfileReport = {
       profile,
       state: "down",
       namespace,
-      interface: link,
+      interface: interfaceName(profile),
       wireguardBackend: state?.wireguardBackend ?? null,
       firewallBackend: state?.firewallBackend ?? null,
       upSince: state?.upAt ?? null,
@@ -82,16 +99,19 @@ export async function reportProfiles(profiles: readonly string[], now = Date.now
       apps,
       isDefault: assignments.defaultProfile === profile,
       problems: [],
-      publishing: await reportPublishing(profile),
+      publishing: publishing[index]!,
     };
     if (!state) return report;
 
-    report.problems = await checkHealth(state);
+    report.problems = health.problems[index]!;
     // A setup whose process died is not going to finish: report it as broken, not as building.
     if (state.phase === "building" && isProcessAlive(state.ownerPid)) report.state = "building";
     else report.state = report.problems.length > 0 ? "broken" : "up";
-    // Kernel WireGuard is reached over netlink, so only from inside the namespace.
-    const wireguard = state.wireguardBackend === "wireguard-go" ? userspace.get(link) : await showInterface(namespace, link);
+    let wireguard = userspace[index];
+    if (kernelReads[index]) {
+      const [handshakes, endpoints, transfer] = health.extra.slice(nextWgResult, (nextWgResult += WG_SHOW_FIELDS.length));
+      if (!handshakes!.failed && !endpoints!.failed && !transfer!.failed) wireguard = mergeShowFields(handshakes!.stdout, endpoints!.stdout, transfer!.stdout);
+    }
     report.peers = (wireguard?.peers ?? []).map((peer) => ({
       publicKey: peer.publicKey,
       endpoint: peer.endpoint ?? null,
@@ -104,20 +124,6 @@ export async function reportProfiles(profiles: readonly string[], now = Date.now
     if (forwarder) forwarder.app = "vpnns publish forwarder";
     return report;
   });
-}
-
-/** Map the items with at most `limit` calls of `action` running at once; results keep the items' order. */
-async function mapConcurrently<T, R>(items: readonly T[], limit: number, action: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await action(items[index]!, index);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 /** List every stored profile and every profile with runtime state, sorted by name. */

@@ -161,6 +161,27 @@ export async function loadProfile(name: string): Promise<Profile> {
   return profile;
 }
 
+/**
+ * Return a profile's stored publish list, or an empty list when the profile file is missing or
+ * fails a check of loadProfile, as `vpnns status` reports it. A file whose JSON has no "publish"
+ * key gets the empty list without the checks of loadProfile, because their outcome cannot change
+ * it. This spares status the validation of every profile, about 1.5 ms each.
+ */
+export async function loadPublishList(name: string): Promise<PublishedPort[]> {
+  let value: unknown;
+  try {
+    validateProfileName(name);
+    value = JSON.parse(await readProfileFile(name, profileFile(name)));
+  } catch {
+    return [];
+  }
+  if (typeof value !== "object" || value === null || !("publish" in value)) return [];
+  return loadProfile(name).then(
+    (profile) => profile.publish ?? [],
+    () => [],
+  );
+}
+
 /** Replace the profile's list of published ports; conf validates the result against the schema. */
 export async function savePublishList(name: string, entries: PublishedPort[]): Promise<Profile> {
   const profile = await loadProfile(name);

@@ -1,5 +1,5 @@
 /** The published ports of a profile as `vpnns status` reports them. */
-import { loadProfile } from "../profile/store.js";
+import { loadPublishList } from "../profile/store.js";
 import { findSupervisors, readPublishStatus } from "./control.js";
 import { publishDir } from "./files.js";
 import { pathExists } from "../core/files.js";
@@ -26,10 +26,7 @@ export interface PublishingReport {
 
 /** Report the stored publish list of a profile and, when a supervisor runs, what it has open. */
 export async function reportPublishing(profile: string): Promise<PublishingReport> {
-  const stored = await loadProfile(profile).then(
-    (loaded) => loaded.publish ?? [],
-    () => [] as PublishedPort[],
-  );
+  const stored = await loadPublishList(profile);
   // Without a publish folder no supervisor runs, so the scan of /proc is skipped.
   const supervisors = (await pathExists(publishDir(stateDir(), profile))) ? await findSupervisors(profile) : [];
   const status = supervisors.length > 0 ? await readPublishStatus(profile) : undefined;

@@ -88,13 +88,37 @@ export async function installKillSwitch(namespace: string, backend: FirewallBack
 
 /** Check that the kill-switch is in place: the nft table exists, or both iptables families default to DROP. */
 export async function hasKillSwitch(namespace: string, backend: FirewallBackend): Promise<boolean> {
-  if (backend === "nft") {
-    const table = await listTable(namespace, "inet", NFT_TABLE);
-    return table !== undefined && /chain output \{[^}]*policy drop;/s.test(table);
-  }
+  if (backend === "nft") return isNftKillSwitch(await listTable(namespace, "inet", NFT_TABLE));
   for (const family of ["ipv4", "ipv6"] as const) {
-    const rules = await saveFilter(namespace, family);
-    if (rules === undefined || !/^:OUTPUT DROP/m.test(rules) || !/^:INPUT DROP/m.test(rules)) return false;
+    if (!isIptablesKillSwitch(await saveFilter(namespace, family))) return false;
   }
   return true;
+}
+
+/**
+ * Return the commands that show the kill-switch when run inside the namespace, as hasKillSwitch runs
+ * them: `nft list table inet vpnns`, or `iptables-save` and `ip6tables-save` of the filter table.
+ */
+export function killSwitchQueries(backend: FirewallBackend): string[][] {
+  if (backend === "nft") return [["nft", "list", "table", "inet", NFT_TABLE]];
+  return [
+    ["iptables-save", "-t", "filter"],
+    ["ip6tables-save", "-t", "filter"],
+  ];
+}
+
+/** Check the outputs of killSwitchQueries, in their order, with undefined for a command that failed. */
+export function isKillSwitchInOutputs(backend: FirewallBackend, outputs: readonly (string | undefined)[]): boolean {
+  if (backend === "nft") return isNftKillSwitch(outputs[0]);
+  return outputs.length === 2 && outputs.every(isIptablesKillSwitch);
+}
+
+/** Check a listing of the nft table: its output chain must exist and drop by default. */
+function isNftKillSwitch(table: string | undefined): boolean {
+  return table !== undefined && /chain output \{[^}]*policy drop;/s.test(table);
+}
+
+/** Check the iptables-save output of one family: INPUT and OUTPUT must drop by default. */
+function isIptablesKillSwitch(rules: string | undefined): boolean {
+  return rules !== undefined && /^:OUTPUT DROP/m.test(rules) && /^:INPUT DROP/m.test(rules);
 }

@@ -1,12 +1,14 @@
 /**
  * The configuration protocol of wireguard-go: text requests over the Unix socket
  * /var/run/wireguard/IFNAME.sock, described at https://www.wireguard.com/xplatform/. vpnns uses it
- * for the queries of the handshake wait, which would otherwise start `wg` once per query.
+ * for the queries of the handshake wait and of `vpnns status`, which would otherwise start `wg`
+ * once per query.
  */
 import net from "node:net";
 import { join } from "node:path";
 import { VpnnsError } from "../core/errors.js";
 import { logCommand } from "../core/log.js";
+import type { InterfaceStatus, PeerStatus } from "./wg.js";
 
 export const WIREGUARD_SOCKET_DIR = "/var/run/wireguard";
 const KEY_LENGTH = 32;
@@ -78,4 +80,44 @@ export async function hasHandshake(interfaceName: string): Promise<boolean> {
     throw new VpnnsError(`failed to read WireGuard interface ${interfaceName}: ${(error as Error).message}`, { cause: error });
   }
   return /^last_handshake_time_sec=[1-9]/m.test(reply);
+}
+
+/**
+ * Read each peer's endpoint, latest handshake and transfer, the figures that `wg show IF
+ * latest-handshakes`, `endpoints` and `transfer` print, with one "get=1" request. Returns
+ * undefined when the request fails, as showInterface does when wg fails.
+ */
+export async function readPeers(interfaceName: string): Promise<InterfaceStatus | undefined> {
+  try {
+    return parsePeers(await request(interfaceName, ["get=1"]));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Parse the peers of a "get=1" reply. The reply also contains the private and preshared keys,
+ * which are skipped here. Returns undefined unless the reply ends with errno=0.
+ */
+export function parsePeers(reply: string): InterfaceStatus | undefined {
+  const peers: PeerStatus[] = [];
+  let peer: PeerStatus | undefined;
+  let errno: string | undefined;
+  for (const line of reply.split("\n")) {
+    const separator = line.indexOf("=");
+    const key = line.slice(0, separator);
+    const value = line.slice(separator + 1);
+    if (key === "public_key") {
+      peer = { publicKey: Buffer.from(value, "hex").toString("base64"), endpoint: undefined, latestHandshake: 0, rxBytes: 0, txBytes: 0 };
+      peers.push(peer);
+    } else if (key === "errno") {
+      errno = value;
+    } else if (peer !== undefined) {
+      if (key === "endpoint") peer.endpoint = value;
+      else if (key === "last_handshake_time_sec") peer.latestHandshake = Number(value);
+      else if (key === "rx_bytes") peer.rxBytes = Number(value);
+      else if (key === "tx_bytes") peer.txBytes = Number(value);
+    }
+  }
+  return errno === "0" ? { peers } : undefined;
 }

@@ -91,36 +91,3 @@ export async function showInterface(namespace: string, interfaceName: string): P
   if (handshakes === undefined || endpoints === undefined || transfer === undefined) return undefined;
   return mergeShowFields(handshakes, endpoints, transfer);
 }
-
-/**
- * Split the output of `wg show all FIELD`, whose lines start with the interface name, into the
- * output that `wg show IF FIELD` prints for each interface.
- */
-export function splitAllField(output: string): Map<string, string> {
-  const linesOf = new Map<string, string[]>();
-  for (const line of output.split("\n")) {
-    const tab = line.indexOf("\t");
-    if (tab <= 0) continue;
-    const name = line.slice(0, tab);
-    if (!linesOf.has(name)) linesOf.set(name, []);
-    linesOf.get(name)!.push(line.slice(tab + 1));
-  }
-  return new Map([...linesOf].map(([name, lines]) => [name, lines.join("\n")]));
-}
-
-/**
- * Read every interface that `wg` finds from vpnns's own namespace: kernel interfaces there, and
- * every wireguard-go interface, whose control socket in /run/wireguard serves all namespaces.
- * Three processes, one per field, replace three `ip netns exec … wg show` per wireguard-go profile.
- */
-export async function showAllInterfaces(): Promise<Map<string, InterfaceStatus>> {
-  const fields = ["latest-handshakes", "endpoints", "transfer"] as const;
-  // wg reports an interface it cannot read on stderr and still prints the others.
-  const [handshakes, endpoints, transfer] = await Promise.all(
-    fields.map(async (field) => {
-      const result = await run(["wg", "show", "all", field], { intent: `read ${field} of the WireGuard interfaces`, allowFailure: true });
-      return splitAllField(result.stdout);
-    }),
-  );
-  return new Map([...handshakes!].map(([name, output]) => [name, mergeShowFields(output, endpoints!.get(name) ?? "", transfer!.get(name) ?? "")]));
-}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { mergeShowFields, parseShowField, splitAllField } from "../../src/tools/wg.js";
+import { mergeShowFields, parseShowField } from "../../src/tools/wg.js";
 
 const FIRST = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
 const SECOND = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=";
@@ -23,20 +23,5 @@ describe("wg show fields", () => {
 
   it("reads an interface without peers", () => {
     expect(mergeShowFields("", "", "").peers).toEqual([]);
-  });
-});
-
-describe("splitAllField", () => {
-  const output = [`vns-a\t${FIRST}\t1700000000`, `vns-a\t${SECOND}\t0`, `vns-b\t${SECOND}\t1700000001`, ""].join("\n");
-
-  it("groups lines by interface", () => {
-    const all = splitAllField(output);
-    expect([...all.keys()]).toEqual(["vns-a", "vns-b"]);
-    expect(all.get("vns-a")).toBe(`${FIRST}\t1700000000\n${SECOND}\t0`);
-    expect(all.get("vns-b")).toBe(`${SECOND}\t1700000001`);
-  });
-
-  it("reads empty output as no interfaces", () => {
-    expect(splitAllField("").size).toBe(0);
   });
 });

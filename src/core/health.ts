@@ -1,0 +1,138 @@
+/**
+ * The health of profiles that should be up: the state record, the namespace, the interface up
+ * inside it, the wireguard-go daemon (when used) and the kill-switch. checkHealth checks one
+ * profile with a process per check. checkHealthOfEach checks many profiles with a few batched
+ * processes, for `vpnns status`, and reports the same problems in the same words.
+ */
+import { isProcessAlive, type ProfileState } from "./state.js";
+import { showLink } from "../tools/ip.js";
+import { runInNamespaces, type NamespaceCommand, type NamespaceCommandResult } from "../tools/netns-batch.js";
+import { namespaceExists } from "../resources/namespace.js";
+import { hasKillSwitch, isKillSwitchInOutputs, killSwitchQueries } from "../resources/firewall.js";
+import { userspaceDaemonsOf } from "../resources/wireguard-link.js";
+
+const NO_STATE_RECORD = "no state record";
+
+/** Results of the checks inside a namespace that exists. */
+interface Findings {
+  /** Whether the WireGuard interface is up, or undefined when the namespace has no link of that name. */
+  linkUp: boolean | undefined;
+  /** PIDs of the wireguard-go daemon, or undefined for kernel WireGuard. */
+  daemons: number[] | undefined;
+  killSwitch: boolean;
+}
+
+/** Describe what is wrong with a profile that should be up; an empty list means healthy. */
+export async function checkHealth(state: ProfileState | undefined): Promise<string[]> {
+  if (!state) return [NO_STATE_RECORD];
+  const early = await problemsBeforeChecks(state);
+  if (early !== undefined) return early;
+  // The checks are independent, so their commands run at once.
+  const [link, daemons, killSwitch] = await Promise.all([
+    showLink(state.interfaceName, state.namespace),
+    daemonsOf(state),
+    state.firewallBackend ? hasKillSwitch(state.namespace, state.firewallBackend) : true,
+  ]);
+  return describeFindings(state, { linkUp: link && link.flags.includes("UP"), daemons, killSwitch });
+}
+
+export interface BatchedHealth {
+  /** The problems of each state, as checkHealth reports them, in the order of the states. */
+  problems: string[][];
+  /** The results of the extra commands, in their order. */
+  extra: NamespaceCommandResult[];
+}
+
+/**
+ * Check the health of each state, and run the extra commands, which must only read, in the same
+ * batches. Each state with a namespace adds two batch lines, or three with iptables, where
+ * checkHealth starts two or three processes: see tools/netns-batch.ts.
+ */
+export async function checkHealthOfEach(states: readonly (ProfileState | undefined)[], extra: readonly NamespaceCommand[] = []): Promise<BatchedHealth> {
+  const early = await Promise.all(states.map((state) => (state ? problemsBeforeChecks(state) : [NO_STATE_RECORD])));
+  const checked = states.flatMap((state, index) => (state !== undefined && early[index] === undefined ? [{ state, index }] : []));
+  const commands: NamespaceCommand[] = [];
+  /** The position of each checked state's first command in `commands`. */
+  const firstCommands: number[] = [];
+  for (const { state } of checked) {
+    firstCommands.push(commands.length);
+    commands.push({ namespace: state.namespace, argv: linkQuery(state.interfaceName) });
+    for (const argv of killSwitchQueriesOf(state)) commands.push({ namespace: state.namespace, argv });
+  }
+  const extraStart = commands.length;
+  commands.push(...extra);
+  const running = commands.length > 0 ? runInNamespaces(commands, { intent: "check the links and kill-switches of the profiles" }) : Promise.resolve([]);
+  // Awaited below: the handler only keeps a failure from counting as unhandled while /proc is read.
+  running.catch(() => {});
+  // The daemons are found in /proc, without a process, while the batches run.
+  const daemons = await Promise.all(checked.map(({ state }) => daemonsOf(state)));
+  const results = await running;
+
+  const problems = early.map((problemsFound) => problemsFound ?? []);
+  checked.forEach(({ state, index }, position) => {
+    const first = firstCommands[position]!;
+    const killSwitchResults = results.slice(first + 1, first + 1 + killSwitchQueriesOf(state).length);
+    problems[index] = describeFindings(state, {
+      linkUp: isLinkUp(results[first]!),
+      daemons: daemons[position],
+      killSwitch: state.firewallBackend
+        ? isKillSwitchInOutputs(
+            state.firewallBackend,
+            killSwitchResults.map((result) => (result.failed ? undefined : result.stdout)),
+          )
+        : true,
+    });
+  });
+  return { problems, extra: results.slice(extraStart) };
+}
+
+/**
+ * Return the problems found before anything runs in the namespace: a setup that did not finish,
+ * or no namespace. Returns undefined when the namespace needs checking.
+ */
+async function problemsBeforeChecks(state: ProfileState): Promise<string[] | undefined> {
+  if (state.phase !== "up") {
+    return [isProcessAlive(state.ownerPid) ? `setup by process ${state.ownerPid} did not finish` : `setup by process ${state.ownerPid} crashed`];
+  }
+  if (!(await namespaceExists(state.namespace))) return [`namespace ${state.namespace} is missing`];
+  return undefined;
+}
+
+function describeFindings(state: ProfileState, findings: Findings): string[] {
+  const problems: string[] = [];
+  if (findings.linkUp === undefined) problems.push(`interface ${state.interfaceName} is missing from ${state.namespace}`);
+  else if (!findings.linkUp) problems.push(`interface ${state.interfaceName} is down`);
+  if (findings.daemons !== undefined && findings.daemons.length === 0) {
+    problems.push(`the wireguard-go process of ${state.interfaceName} is not running`);
+  }
+  if (!findings.killSwitch) problems.push(`the kill-switch in ${state.namespace} is missing`);
+  return problems;
+}
+
+function daemonsOf(state: ProfileState): Promise<number[] | undefined> {
+  return state.wireguardBackend === "wireguard-go" ? userspaceDaemonsOf(state.interfaceName, state.wireguardPid) : Promise.resolve(undefined);
+}
+
+function killSwitchQueriesOf(state: ProfileState): string[][] {
+  return state.firewallBackend ? killSwitchQueries(state.firewallBackend) : [];
+}
+
+/**
+ * Return the command that prints the link's flags inside the namespace, from the sysfs that `ip
+ * netns exec` mounts for the namespace. In a batch over 50 namespaces (iproute2 6.1.0, 2-core VM
+ * under load), cat took 2.4 to 2.6 ms a namespace and `ip -j -d link show` 2.6 to 4.0 ms. Unlike
+ * ip, it finds a link only by its name, not by an alternative name, and the name is what the
+ * kill-switch matches.
+ */
+function linkQuery(interfaceName: string): string[] {
+  return ["cat", `/sys/class/net/${interfaceName}/flags`];
+}
+
+/** IFF_UP in the flags of a link (include/uapi/linux/if.h). */
+const IFF_UP = 0x1;
+
+/** Return whether the link is up from the output of linkQuery, such as "0x1091", or undefined when there is no such link. */
+function isLinkUp(result: NamespaceCommandResult): boolean | undefined {
+  if (result.failed) return undefined;
+  return (Number(result.stdout.trim()) & IFF_UP) !== 0;
+}
