@@ -620,7 +620,8 @@ describe.skipIf(!sandboxed)("lifecycle", () => {
         const outer = outermost(calls, failed);
         const app = calls.find((call) => isAppCall(call, appArgv));
         const label = `call ${k} (${failed.argv.join(" ")})`;
-        failedKinds.add(callKind(failed, appArgv));
+        // A nested call that fails makes its outer call fail, which is what vpnns sees.
+        failedKinds.add(callKind(outer, appArgv));
         expect.soft(failed.failed, `${label} was logged as failed`).toBe(true);
 
         if (isToleratedQuery(outer.argv, profile)) {
@@ -650,7 +651,10 @@ describe.skipIf(!sandboxed)("lifecycle", () => {
         await vpnns(dirs, ["down", profile]);
       }
 
-      const recordedKinds = new Set(recorded.map((call) => callKind(call, RECORDED_APP)));
+      // Kinds are counted by the calls that vpnns itself makes. The calls nested in them, such as
+      // the mount run by unshare in the mount namespace step, are numbered after them, so a retry
+      // of that step on another CPU moves their numbers and a run may miss one of them.
+      const recordedKinds = new Set(recorded.map((call) => callKind(outermost(recorded, call), RECORDED_APP)));
       expect([...recordedKinds].filter((kind) => !failedKinds.has(kind)), "recorded calls that no run made fail").toEqual([]);
     });
   });
