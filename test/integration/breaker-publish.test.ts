@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it, test } from "vitest";
 import type { Lab } from "../../src/lab/lab.js";
 import type { ProfileReport } from "../../src/core/status.js";
 import { namespaceName } from "../../src/core/names.js";
-import { CLI, SKIP_REASON, importClient, makeDirs, sandboxed, vpnns, type TestDirs } from "./helpers.js";
+import { CLI, importClient, makeDirs, sandboxed, SKIP_REASON, vpnns, waitFor, type TestDirs } from "./helpers.js";
 
 const PROFILE = "brkpub";
 /** A profile that is down while an unprivileged user runs an impostor of its supervisor. */
@@ -54,14 +54,6 @@ socket.on("message", (message, client) => {
 });
 socket.bind(Number(process.argv[1]), "127.0.0.1", () => process.stdout.write("ready\\n"));
 `;
-
-async function waitFor(description: string, condition: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 async function residentKb(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, "utf8");

@@ -5,13 +5,13 @@
  * Runs only inside test/sandbox.sh, and imports the lab from dist/ (npm run build first).
  */
 import { execa } from "execa";
-import { mkdtemp, readdir, readFile, readlink, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, test } from "vitest";
 import type { Lab, LabClient } from "../../src/lab/lab.js";
 import type { ProfileReport } from "../../src/core/status.js";
 import { interfaceName, namespaceName } from "../../src/core/names.js";
-import { PROBE, SKIP_REASON, importClient, leftovers, makeDirs, sandboxed, seenAddress, vpnns, type ProbeResult, type TestDirs } from "./helpers.js";
+import { importClient, leftovers, makeDirs, PROBE, sandboxed, seenAddress, SKIP_REASON, vpnns, waitFor, wireguardGoPids, type ProbeResult, type TestDirs } from "./helpers.js";
 
 /** Seconds to wait for a handshake: ten wireguard-go daemons starting at once on two cores take long. */
 const HANDSHAKE_TIMEOUT_S = "60";
@@ -35,15 +35,6 @@ async function command(argv: string[]): Promise<{ exitCode: number; stdout: stri
   const [file = "", ...args] = argv;
   const result = await execa(file, args, { reject: false });
   return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
-}
-
-/** Polls until the condition holds, and throws with the description after timeoutMs. */
-async function waitFor(description: string, condition: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 async function pathExists(path: string): Promise<boolean> {
@@ -73,21 +64,6 @@ async function statusOf(dirs: TestDirs, profile: string): Promise<ProfileReport>
   const result = await vpnns(dirs, ["status", profile, "--json"]);
   if (result.exitCode !== 0) throw new Error(`vpnns status ${profile} failed: ${result.all}`);
   return JSON.parse(result.stdout) as ProfileReport;
-}
-
-/** Finds the live wireguard-go daemons of an interface in this process's network namespace. */
-async function wireguardGoDaemons(link: string): Promise<number[]> {
-  const ownNamespace = await readlink("/proc/self/ns/net");
-  const found: number[] = [];
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
-    if (stat.slice(stat.lastIndexOf(")") + 2)[0] === "Z") continue;
-    const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "")).split("\0");
-    if (!argv[0]?.endsWith("wireguard-go") || !argv.includes(link)) continue;
-    if ((await readlink(`/proc/${entry}/ns/net`).catch(() => "")) === ownNamespace) found.push(Number(entry));
-  }
-  return found;
 }
 
 /** Finds the child processes of a process by their command name, from /proc/PID/stat. */
@@ -159,14 +135,14 @@ describe.skipIf(!sandboxed)("concurrency", { timeout: TEST_TIMEOUT_MS }, () => {
     const runs = names.map((name) => blockingRun(dirs, profile, barrier, name, ["--handshake-timeout", HANDSHAKE_TIMEOUT_S]));
 
     try {
-      await waitFor("all 20 apps to start", async () => (await Promise.all(names.map((name) => pathExists(join(barrier, name))))).every(Boolean));
+      await waitFor("all 20 apps to start", async () => (await Promise.all(names.map((name) => pathExists(join(barrier, name))))).every(Boolean), 120_000);
       expect(await vpnnsNamespaces()).toEqual([namespace]);
       const tables = await command(["ip", "netns", "exec", namespace, "nft", "list", "tables"]);
       expect(tables.stdout.trim().split("\n")).toEqual(["table inet vpnns"]);
       const inside = await command(["ip", "-n", namespace, "-j", "link", "show"]);
       expect((JSON.parse(inside.stdout) as { ifname: string }[]).map((entry) => entry.ifname).sort()).toEqual([link, "lo"].sort());
       expect(await strayLinks()).toEqual([]);
-      expect(await wireguardGoDaemons(link), "wireguard-go daemons of the profile").toHaveLength(1);
+      expect(await wireguardGoPids(link), "wireguard-go daemons of the profile").toHaveLength(1);
       expect(await readdir(join(dirs.stateDir, profile, "runs"))).toHaveLength(20);
       expect((await statusOf(dirs, profile)).state).toBe("up");
     } finally {
@@ -237,7 +213,7 @@ describe.skipIf(!sandboxed)("concurrency", { timeout: TEST_TIMEOUT_MS }, () => {
     expect(up.exitCode, up.all).toBe(0);
     const barrier = await mkdtemp("/run/vpnns/barrier-");
     const run = blockingRun(dirs, profile, barrier, "victim");
-    await waitFor("the app to start", () => pathExists(join(barrier, "victim")));
+    await waitFor("the app to start", () => pathExists(join(barrier, "victim")), 120_000);
 
     const down = await vpnns(dirs, ["down", profile], { timeout: COMMAND_TIMEOUT_MS });
     expect(down.exitCode, down.all).toBe(0);
@@ -261,13 +237,13 @@ describe.skipIf(!sandboxed)("concurrency", { timeout: TEST_TIMEOUT_MS }, () => {
 
     // The run stops right before its app's launch, where the profile is up and the run registered.
     const run = blockingRun(dirs, profile, barrier, "starter", [], { PATH: `${barrier}:${process.env.PATH ?? "/usr/bin:/bin"}` });
-    await waitFor("the run to reach its app's launch", () => pathExists(join(barrier, "ip-paused")));
+    await waitFor("the run to reach its app's launch", () => pathExists(join(barrier, "ip-paused")), 120_000);
     const down = vpnns(dirs, ["down", profile], { timeout: COMMAND_TIMEOUT_MS });
     let downEnded = false;
     void down.finally(() => {
       downEnded = true;
     });
-    await waitFor("vpnns down to wait for the lock or end", async () => downEnded || (await childrenNamed(down.pid!, "flock")).length > 0);
+    await waitFor("vpnns down to wait for the lock or end", async () => downEnded || (await childrenNamed(down.pid!, "flock")).length > 0, 120_000);
     await writeFile(join(barrier, "ip-go"), "");
 
     const downResult = await down;
@@ -296,7 +272,7 @@ describe.skipIf(!sandboxed)("concurrency", { timeout: TEST_TIMEOUT_MS }, () => {
       const racing = Array.from({ length: 8 }, (_, index) => `racing${index}`);
       const flags = ["--handshake-timeout", HANDSHAKE_TIMEOUT_S];
       const earlyRuns = early.map((name) => blockingRun(dirs, profile, barrier, name, flags));
-      await waitFor("the early apps to start", async () => (await Promise.all(early.map((name) => pathExists(join(barrier, name))))).every(Boolean));
+      await waitFor("the early apps to start", async () => (await Promise.all(early.map((name) => pathExists(join(barrier, name))))).every(Boolean), 120_000);
 
       // The racing runs start together with the down: each one starts before, during or after it.
       const racingRuns = racing.map((name) => blockingRun(dirs, profile, barrier, name, flags));

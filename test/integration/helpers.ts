@@ -116,3 +116,35 @@ export async function leftovers(dirs: TestDirs, profile: string, interfaceName: 
   }
   return found;
 }
+
+/** Poll until the condition holds, and throw with the description after timeoutMs. */
+export async function waitFor(description: string, condition: () => boolean | Promise<boolean>, timeoutMs = 20_000, intervalMs = 50): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/**
+ * PIDs of the wireguard-go daemons that serve this interface, leaving out zombies. Only daemons in
+ * this process's network namespace count, because vpnns starts them there, and other sandboxes on
+ * the machine share /proc and may run daemons with the same interface name.
+ */
+export async function wireguardGoPids(interfaceName: string): Promise<number[]> {
+  const ownNamespace = await readlink("/proc/self/ns/net");
+  const pids: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const status = await readFile(`/proc/${entry}/stat`, "utf8");
+      if (status.slice(status.lastIndexOf(")") + 2)[0] === "Z") continue;
+      if ((await readlink(`/proc/${entry}/ns/net`)) !== ownNamespace) continue;
+      const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8")).split("\0");
+      if (argv[0]?.endsWith("wireguard-go") && argv.includes(interfaceName)) pids.push(Number(entry));
+    } catch {
+      // The process ended during the scan.
+    }
+  }
+  return pids;
+}

@@ -11,14 +11,14 @@
  * from dist/ (npm run build first).
  */
 import { execa, type ResultPromise } from "execa";
-import { mkdir, mkdtemp, readdir, readFile, readlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it, test } from "vitest";
 import type { Lab, LabClient } from "../../src/lab/lab.js";
 import { interfaceName, namespaceName } from "../../src/core/names.js";
-import { CLI, SKIP_REASON, importClient, makeDirs, sandboxed, vpnns, type TestDirs } from "./helpers.js";
+import { CLI, importClient, makeDirs, sandboxed, SKIP_REASON, vpnns, waitFor, wireguardGoPids, type TestDirs } from "./helpers.js";
 import { classifyPacket, describePacket, UplinkCapture, type Packet, type PacketKind, type UplinkRules } from "./capture.js";
 
 const TRAFFIC_APP = fileURLToPath(new URL("../fixtures/traffic/traffic.cjs", import.meta.url));
@@ -60,34 +60,6 @@ async function mustRun(argv: string[], input = ""): Promise<string> {
   const result = await command(argv, input);
   if (result.exitCode !== 0) throw new Error(`${argv.join(" ")} failed with ${result.exitCode}: ${result.stderr}`);
   return result.stdout;
-}
-
-/** Polls until the condition holds, and throws with the description after timeoutMs. */
-async function waitFor(description: string, condition: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** PIDs of live wireguard-go daemons of this interface in this process's network namespace. */
-async function wireguardGoPids(link: string): Promise<number[]> {
-  const ownNamespace = await readlink("/proc/self/ns/net");
-  const pids: number[] = [];
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = await readFile(`/proc/${entry}/stat`, "utf8");
-      if (stat.slice(stat.lastIndexOf(")") + 2)[0] === "Z") continue;
-      if ((await readlink(`/proc/${entry}/ns/net`)) !== ownNamespace) continue;
-      const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8")).split("\0");
-      if (argv[0]?.endsWith("wireguard-go") && argv.includes(link)) pids.push(Number(entry));
-    } catch {
-      // The process ended during the scan.
-    }
-  }
-  return pids;
 }
 
 async function linkInside(namespace: string, link: string): Promise<boolean> {
@@ -433,8 +405,8 @@ describe.skipIf(!sandboxed)("leaks", { timeout: SCENARIO_TIMEOUT_MS }, () => {
         const pids = await wireguardGoPids(link);
         expect(pids).toHaveLength(1);
         process.kill(pids[0]!, "SIGKILL");
-        await waitFor(`wireguard-go of ${link} to exit`, async () => (await wireguardGoPids(link)).length === 0);
-        await waitFor(`${link} to leave ${namespace}`, async () => !(await linkInside(namespace, link)));
+        await waitFor(`wireguard-go of ${link} to exit`, async () => (await wireguardGoPids(link)).length === 0, 30_000);
+        await waitFor(`${link} to leave ${namespace}`, async () => !(await linkInside(namespace, link)), 30_000);
       },
     ],
     [
@@ -442,7 +414,7 @@ describe.skipIf(!sandboxed)("leaks", { timeout: SCENARIO_TIMEOUT_MS }, () => {
       "linkdel",
       async (namespace, link) => {
         await mustRun(["ip", "-n", namespace, "link", "del", link]);
-        await waitFor(`wireguard-go of ${link} to exit`, async () => (await wireguardGoPids(link)).length === 0);
+        await waitFor(`wireguard-go of ${link} to exit`, async () => (await wireguardGoPids(link)).length === 0, 30_000);
       },
     ],
   ];

@@ -6,14 +6,14 @@
  */
 import { execa } from "execa";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it, test } from "vitest";
 import type { Lab, LabClient } from "../../src/lab/lab.js";
 import { interfaceName, namespaceName } from "../../src/core/names.js";
 import { formatCommand } from "../../src/tools/exec.js";
-import { importClient, leftovers, makeDirs, probeInside, sandboxed, seenAddress, SKIP_REASON, vpnns, type TestDirs } from "./helpers.js";
+import { importClient, leftovers, makeDirs, probeInside, sandboxed, seenAddress, SKIP_REASON, vpnns, wireguardGoPids, type TestDirs } from "./helpers.js";
 
 const MAKE_WRAPPERS = fileURLToPath(new URL("../fixtures/fail-nth/make-wrappers.sh", import.meta.url));
 /** Programs that vpnns runs during `up`, `run` and `down`, each replaced by a counting wrapper. */
@@ -86,23 +86,6 @@ async function killSwitchChains(namespace: string): Promise<NftChain[] | undefin
   if (result.exitCode !== 0) return undefined;
   const entries = (JSON.parse(result.stdout) as { nftables: { chain?: NftChain }[] }).nftables;
   return entries.flatMap((entry) => (entry.chain ? [entry.chain] : []));
-}
-
-/** List the PIDs of the running wireguard-go processes that serve the interface, without zombies. */
-async function wireguardGoPids(name: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = await readFile(`/proc/${entry}/stat`, "utf8");
-      if (stat.slice(stat.lastIndexOf(")") + 2)[0] === "Z") continue;
-      const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8")).split("\0");
-      if (argv[0]?.split("/").pop() === "wireguard-go" && argv.includes(name)) pids.push(Number(entry));
-    } catch {
-      // The process exited during the scan.
-    }
-  }
-  return pids;
 }
 
 /** Return whether the process exists and is not a zombie, because a killed daemon may wait a while to be reaped. */

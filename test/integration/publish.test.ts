@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it, test } from "vitest";
 import type { Lab, LabClient } from "../../src/lab/lab.js";
 import type { ProfileReport } from "../../src/core/status.js";
 import { interfaceName, namespaceName } from "../../src/core/names.js";
-import { SKIP_REASON, importClient, makeDirs, sandboxed, vpnns, type TestDirs } from "./helpers.js";
+import { importClient, makeDirs, sandboxed, SKIP_REASON, vpnns, waitFor, type TestDirs } from "./helpers.js";
 
 const PROFILE = "pub";
 const NAMESPACE = namespaceName(PROFILE);
@@ -63,14 +63,6 @@ async function command(argv: string[], input = ""): Promise<{ exitCode: number; 
   const [file = "", ...args] = argv;
   const result = await execa(file, args, { reject: false, input });
   return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
-}
-
-async function waitFor(description: string, condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 /**

@@ -5,7 +5,7 @@
  * Runs only inside test/sandbox.sh, and imports the lab from dist/ (npm run build first).
  */
 import { execa, type ResultPromise } from "execa";
-import { mkdtemp, readdir, readFile, readlink, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, stat, writeFile } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, test } from "vite
 import type { Lab, LabClient } from "../../src/lab/lab.js";
 import type { ProfileReport } from "../../src/core/status.js";
 import { interfaceName, namespaceName } from "../../src/core/names.js";
-import { CLI, PROBE, SKIP_REASON, importClient, leftovers, makeDirs, probeInside, sandboxed, seenAddress, vpnns, type TestDirs } from "./helpers.js";
+import { CLI, importClient, leftovers, makeDirs, PROBE, probeInside, sandboxed, seenAddress, SKIP_REASON, vpnns, waitFor, wireguardGoPids, type TestDirs } from "./helpers.js";
 
 /** Milliseconds to wait for a request that must fail, because the tunnel or the provider drops it silently. */
 const UNREACHABLE_TIMEOUT_MS = 1500;
@@ -157,38 +157,6 @@ async function command(argv: string[], input = ""): Promise<{ exitCode: number; 
 async function namespaceEntries(namespace: string): Promise<string[]> {
   const { stdout } = await command(["ip", "netns", "list"]);
   return stdout.split("\n").filter((line) => line.split(" ")[0] === namespace);
-}
-
-/**
- * PIDs of the wireguard-go daemons that serve this interface, leaving out zombies. Only daemons in
- * this process's network namespace count, because vpnns starts them there, and other sandboxes on
- * the machine share /proc and may run daemons with the same interface name.
- */
-async function wireguardGoPids(interfaceName: string): Promise<number[]> {
-  const ownNamespace = await readlink("/proc/self/ns/net");
-  const pids: number[] = [];
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const status = await readFile(`/proc/${entry}/stat`, "utf8");
-      if (status.slice(status.lastIndexOf(")") + 2)[0] === "Z") continue;
-      if ((await readlink(`/proc/${entry}/ns/net`)) !== ownNamespace) continue;
-      const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8")).split("\0");
-      if (argv[0]?.endsWith("wireguard-go") && argv.includes(interfaceName)) pids.push(Number(entry));
-    } catch {
-      // The process ended during the scan.
-    }
-  }
-  return pids;
-}
-
-/** Polls until the condition holds, and throws with the description after timeoutMs. */
-async function waitFor(description: string, condition: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 async function pathExists(path: string): Promise<boolean> {

@@ -7,14 +7,14 @@
  * Runs only inside test/sandbox.sh, and imports the lab from dist/ (npm run build first).
  */
 import { execa } from "execa";
-import { chmod, mkdir, mkdtemp, readFile, readlink, readdir, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, test } from "vitest";
 import type { Lab } from "../../src/lab/lab.js";
 import type { ProfileReport } from "../../src/core/status.js";
 import type { CheckReport } from "../../src/core/check.js";
 import { interfaceName, namespaceName } from "../../src/core/names.js";
-import { SKIP_REASON, importClient, makeDirs, sandboxed, vpnns, type TestDirs } from "./helpers.js";
+import { importClient, makeDirs, sandboxed, SKIP_REASON, vpnns, waitFor, wireguardGoPids, type TestDirs } from "./helpers.js";
 
 if (!sandboxed) test.skip(`status tests skipped: ${SKIP_REASON}`, () => {});
 
@@ -68,29 +68,6 @@ async function expectProblems(dirs: TestDirs, expected: Record<string, string[]>
   }
 }
 
-/** Find the live wireguard-go daemons of an interface in this process's network namespace. */
-async function wireguardGoPids(link: string): Promise<number[]> {
-  const ownNamespace = await readlink("/proc/self/ns/net");
-  const found: number[] = [];
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
-    if (stat.slice(stat.lastIndexOf(")") + 2)[0] === "Z") continue;
-    const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "")).split("\0");
-    if (!argv[0]?.endsWith("wireguard-go") || !argv.includes(link)) continue;
-    if ((await readlink(`/proc/${entry}/ns/net`).catch(() => "")) === ownNamespace) found.push(Number(entry));
-  }
-  return found;
-}
-
-async function waitUntil(description: string, condition: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 async function linkExists(namespace: string, link: string): Promise<boolean> {
   const result = await execa("ip", ["-n", namespace, "link", "show", "dev", link], { reject: false });
   return result.exitCode === 0;
@@ -132,7 +109,7 @@ describe.skipIf(!sandboxed)("status of several profiles", () => {
     await must(["ip", "-n", namespaceName("st-down"), "link", "set", "dev", interfaceName("st-down"), "down"]);
     // The tun interface goes with its wireguard-go daemon.
     for (const pid of await wireguardGoPids(interfaceName("st-nowg"))) process.kill(pid, "SIGKILL");
-    await waitUntil("the daemon and its interface to go", async () => {
+    await waitFor("the daemon and its interface to go", async () => {
       return (await wireguardGoPids(interfaceName("st-nowg"))).length === 0 && !(await linkExists(namespaceName("st-nowg"), interfaceName("st-nowg")));
     });
     await must(["ip", "netns", "delete", namespaceName("st-nons")]);
@@ -187,7 +164,7 @@ describe.skipIf(!sandboxed)("status of several profiles", () => {
     await chmod(join(folder, "ip"), 0o755);
     const keeper = execa("ip", ["netns", "exec", namespaceName("st-fb-b"), "sleep", "600"], { reject: false });
     try {
-      await waitUntil("the process that keeps the namespace", async () => (await must(["ip", "netns", "pids", namespaceName("st-fb-b")])).trim() !== "");
+      await waitFor("the process that keeps the namespace", async () => (await must(["ip", "netns", "pids", namespaceName("st-fb-b")])).trim() !== "");
       const reports = await statusOfAll(dirs, { PATH: `${folder}:${process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}` });
 
       // The namespace existed when status looked, so its checks ran, inside no namespace by that name.
