@@ -10,6 +10,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it, test } from "vitest";
 import { parseDesktopEntry, splitExec, unescapeValue } from "../../src/apps/desktop-entry.js";
+import { vpnnsCommand } from "../../src/apps/desktop.js";
 import { CLI, SKIP_REASON, makeDirs, sandboxed, vpnns, type TestDirs } from "./helpers.js";
 import { DESKTOP_FIXTURES, createTestUser, publicFolder, sudoEnv, type TestUser } from "./app-fixtures.js";
 
@@ -24,6 +25,11 @@ describe.runIf(sandboxed)("vpnns desktop", () => {
   let user: TestUser;
   /** A folder for XDG_DATA_DIRS with applications/firefox.desktop and applications/tricky.desktop. */
   let dataDir: string;
+  /**
+   * How a launcher starts this vpnns: node and the script, or the script alone once `npm link` has
+   * made it executable, or the linked `vpnns` when it is on PATH (test/unit covers each case).
+   */
+  const vpnnsPrefix = vpnnsCommand(CLI, process.env.PATH ?? "");
 
   function desktop(args: string[], env: Record<string, string> = {}) {
     return vpnns(dirs, ["desktop", ...args], { env: { ...sudoEnv(user), XDG_DATA_DIRS: dataDir, ...env } });
@@ -72,7 +78,7 @@ describe.runIf(sandboxed)("vpnns desktop", () => {
     expect(entry.get("Icon")).toBe("firefox");
     expect(entry.get("MimeType")).toBe("text/html;text/xml;application/xhtml+xml;x-scheme-handler/http;x-scheme-handler/https;");
     expect(entry.get("Categories")).toBe("Network;WebBrowser;");
-    expect(await execOf(file)).toEqual([process.execPath, CLI, "run", "--profile", "desk", "--", "firefox", "%u"]);
+    expect(await execOf(file)).toEqual([...vpnnsPrefix, "run", "--profile", "desk", "--", "firefox", "%u"]);
   });
 
   it.runIf(hasValidator)("launcher passes desktop-file-validate", async () => {
@@ -83,7 +89,7 @@ describe.runIf(sandboxed)("vpnns desktop", () => {
     const result = await desktop(["tricky", "--profile", "desk"]);
     expect(result.exitCode, result.all).toBe(0);
     const file = launcherPath("desk", "tricky");
-    expect(await execOf(file)).toEqual([process.execPath, CLI, "run", "--profile", "desk", "--", "/opt/Tricky App/tricky", "--title", 'say "hi" for $5 ` \\ done', "--ratio", "50%%", "%F"]);
+    expect(await execOf(file)).toEqual([...vpnnsPrefix, "run", "--profile", "desk", "--", "/opt/Tricky App/tricky", "--title", 'say "hi" for $5 ` \\ done', "--ratio", "50%%", "%F"]);
     if (hasValidator) expect(await validate(file)).toBe("");
   });
 
@@ -96,7 +102,7 @@ describe.runIf(sandboxed)("vpnns desktop", () => {
     const entry = parseDesktopEntry(await readFile(file, "utf8"));
     expect(entry.get("Name")).toBe("sometool (VPN: desk)");
     expect(entry.has("Icon")).toBe(false);
-    expect(await execOf(file)).toEqual([process.execPath, CLI, "run", "--profile", "desk", "--", "sometool"]);
+    expect(await execOf(file)).toEqual([...vpnnsPrefix, "run", "--profile", "desk", "--", "sometool"]);
     if (hasValidator) expect(await validate(file)).toBe("");
   });
 
