@@ -334,7 +334,7 @@ function renderLaunchSteps(results: BenchResults): string {
   const steps = summarizeSteps(results.launch.vpnnsRun);
   return table(
     ["part of `vpnns -v run -- true`", "median"],
-    steps.map((entry) => [entry.step === START_STEP ? "start until the app starts (`[#] ip netns exec …`)" : entry.step, formatMs(entry.medianMs)]),
+    steps.map((entry) => [entry.step === START_STEP ? "start until the app starts (`[#] nsenter …`)" : entry.step, formatMs(entry.medianMs)]),
   );
 }
 
