@@ -350,7 +350,7 @@ ${results.smoke ? "**Smoke run: one repetition of each measurement with tiny siz
 
 ## How to reproduce
 
-As root, from a clone with \`scripts/setup\` done (\`iperf3\` and \`ping\` from the Debian packages iperf3 and iputils-ping as well):
+As root, from a clone where \`VPNNS_SETUP_TESTS=1 scripts/setup\` also installed iperf3, iputils-ping and systemd (without systemd's \`systemd-socket-proxyd\`, the published-port table has no reference row):
 
 \`\`\`sh
 npm run bench              # builds, runs everything in test/sandbox.sh, rewrites docs/benchmarks.md
