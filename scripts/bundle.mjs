@@ -7,7 +7,7 @@
  * bundle, each module that the source loads with import() is still evaluated only when a command
  * imports it; only the parsing covers the whole file. One file was faster than a bundle split into
  * chunks per dynamic import: `vpnns run` needed about 30 of those chunks, and each cost a module
- * load of its own (docs/benchmarks.md has the measurements).
+ * load of its own (docs/architecture.md, "Build", has the measurements).
  *
  * main.js sits in dist/cli/ like tsc's output, so the paths that the code builds from
  * import.meta.url, such as "../publish/supervisor.js", name the same files from the bundle.
