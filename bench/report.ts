@@ -355,7 +355,7 @@ export function renderReport(results: BenchResults): string {
   const smallest = sizes.scalingCounts[0];
   return `# Benchmarks
 
-${results.smoke ? "**Smoke run: one repetition of each measurement with tiny sizes. These figures only show that the benchmark works.**\n\n" : ""}These figures come from \`npm run bench\` (bench/run.ts) on ${results.startedAt.toISOString().slice(0, 10)}, as measured. Every time is the wall-clock time from the start of a process to its exit, as the benchmark process sees it, and every figure is the median over repeated runs with the minimum and maximum beside it.
+${results.smoke ? "**Smoke run: one repetition of each measurement with tiny sizes. These figures only show that the benchmark works.**\n\n" : ""}These figures come from \`npm run bench\` (bench/run.ts) on ${results.startedAt.toISOString().slice(0, 10)}, as measured. Every time is the wall-clock time from the start of a process to its exit, as the benchmark process sees it, and every figure is the median of its runs with the minimum and maximum beside it. Each section says how many runs it has, and a figure from one run shows the same value three times.
 
 ## How to reproduce
 
@@ -366,7 +366,7 @@ npm run bench              # builds, runs everything in test/sandbox.sh, rewrite
 npm run bench -- --smoke   # one repetition with tiny sizes, prints the page instead of writing it
 \`\`\`
 
-The full run took ${minutes} minutes. Everything runs in the private sandbox of \`test/sandbox.sh\` against the local lab provider (src/lab/lab.ts), whose WireGuard server is wireguard-go in a namespace of its own, reached over a veth pair. No packet leaves the machine.
+The ${results.smoke ? "smoke" : "full"} run took ${minutes} minutes. Everything runs in the private sandbox of \`test/sandbox.sh\` against the local lab provider (src/lab/lab.ts), whose WireGuard server is wireguard-go in a namespace of its own, reached over a veth pair. No packet leaves the machine.
 
 ## Machine
 
@@ -390,7 +390,7 @@ A floor is what the same work costs without vpnns: the baseline scripts \`bench/
 
 ## Cold \`up\` and \`down\`
 
-${sizes.lifecycleRepetitions} repetitions, each running \`vpnns -v up bench\`, \`vpnns -v down bench\`, \`baseline-up.sh --trace\` and \`baseline-down.sh --trace\` in turn. ${describeBackend(results.lifecycle)} Every \`up\` includes the wait for the first handshake with the lab provider, and the baseline restores the keepalive setting afterwards as vpnns does.
+${count(sizes.lifecycleRepetitions, "repetition")}, each running \`vpnns -v up bench\`, \`vpnns -v down bench\`, \`baseline-up.sh --trace\` and \`baseline-down.sh --trace\` in turn. ${describeBackend(results.lifecycle)} Every \`up\` includes the wait for the first handshake with the lab provider, and the baseline restores the keepalive setting afterwards as vpnns does.
 
 ### Steps of \`up\`
 
@@ -412,7 +412,7 @@ ${sizes.launchRepetitions} runs of \`vpnns -v run --profile bench -- true\` as r
 
 ${renderLaunchSteps(results)}
 
-The memory of a waiting run is read from /proc/PID/status of the vpnns Node.js process one second before its app (\`sleep ${sizes.memorySleepSeconds}\`) ends, over ${sizes.memoryRepetitions} runs: VmHWM ${formatSummaryWith(summarize(results.memory.peakBytes), formatMegabytes)}, VmRSS at that moment ${formatSummaryWith(summarize(results.memory.residentBytes), formatMegabytes)}. For comparison, a Node.js process that loads nothing (\`node -e 'setTimeout(() => {}, 2000)'\`) has a VmHWM of ${formatSummaryWith(summarize(results.memory.idleNodePeakBytes), formatMegabytes)} after one second.
+The memory of a waiting run is read from /proc/PID/status of the vpnns Node.js process one second before its app (\`sleep ${sizes.memorySleepSeconds}\`) ends, over ${count(sizes.memoryRepetitions, "run")}: VmHWM ${formatSummaryWith(summarize(results.memory.peakBytes), formatMegabytes)}, VmRSS at that moment ${formatSummaryWith(summarize(results.memory.residentBytes), formatMegabytes)}. For comparison, a Node.js process that loads nothing (\`node -e 'setTimeout(() => {}, 2000)'\`) has a VmHWM of ${formatSummaryWith(summarize(results.memory.idleNodePeakBytes), formatMegabytes)} after one second.
 
 ## Throughput and latency
 
@@ -434,7 +434,7 @@ ${results.timelines.map(renderTimeline).join("\n\n")}
 
 ## Scaling
 
-For each count, \`vpnns -v up\` runs for that many profiles one after another, then \`vpnns status\` runs ${sizes.statusRepetitions} times with all of them up, then \`vpnns down\` takes each down. The batch of ${smallest} runs ${sizes.scalingSmallestRepetitions} times; the others run once.
+For each count, \`vpnns -v up\` runs for that many profiles one after another, then \`vpnns status\` runs ${sizes.statusRepetitions === 1 ? "once" : `${sizes.statusRepetitions} times`} with all of them up, then \`vpnns down\` takes each down. The batch of ${smallest} runs ${sizes.scalingSmallestRepetitions === 1 ? "once" : `${sizes.scalingSmallestRepetitions} times`}; the others run once.
 
 ${renderScalingTable(results)}
 
@@ -465,4 +465,9 @@ function renderDisturbances(results: BenchResults): string {
     }
   }
   return lines.join("\n") + "\n";
+}
+
+/** "1 run", "3 runs": a count and its noun. */
+function count(value: number, noun: string): string {
+  return `${value} ${noun}${value === 1 ? "" : "s"}`;
 }
