@@ -1,0 +1,101 @@
+/**
+ * `vpnns status` against profiles broken in ways that its batched checks could misread: a link
+ * renamed with its old name kept as an alternative name, a wireguard-go control socket that
+ * replies too slowly, and hand-edited state records. Runs only inside test/sandbox.sh, and imports
+ * the lab from dist/ (npm run build first).
+ */
+import { execa } from "execa";
+import net from "node:net";
+import { chmod, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it, test } from "vitest";
+import type { Lab } from "../../src/lab/lab.js";
+import type { ProfileReport } from "../../src/core/status.js";
+import type { CheckReport } from "../../src/core/check.js";
+import { interfaceName, namespaceName } from "../../src/core/names.js";
+import { SKIP_REASON, importClient, makeDirs, sandboxed, vpnns, type TestDirs } from "./helpers.js";
+
+if (!sandboxed) test.skip(`breaker status tests skipped: ${SKIP_REASON}`, () => {});
+
+async function must(argv: string[]): Promise<string> {
+  const [file = "", ...args] = argv;
+  const result = await execa(file, args, { reject: false });
+  if (result.exitCode !== 0) throw new Error(`'${argv.join(" ")}' failed with ${result.exitCode}: ${result.stderr}`);
+  return result.stdout;
+}
+
+/** `vpnns status --json` of every profile, by profile name; throws on a non-zero exit. */
+async function statusOfAll(dirs: TestDirs, timeout = 60_000): Promise<Map<string, ProfileReport>> {
+  const result = await vpnns(dirs, ["status", "--json"], { timeout });
+  if (result.timedOut) throw new Error(`vpnns status did not finish within ${timeout} ms`);
+  if (result.exitCode !== 0) throw new Error(`vpnns status failed with ${result.exitCode}: ${result.all}`);
+  return new Map((JSON.parse(result.stdout) as ProfileReport[]).map((report) => [report.profile, report]));
+}
+
+/** Return the detail of the "up" check of `vpnns check`, or "ok" when it passed. */
+async function checkedUp(dirs: TestDirs, profile: string): Promise<string> {
+  const result = await vpnns(dirs, ["check", profile, "--json"]);
+  const up = (JSON.parse(result.stdout) as CheckReport).checks.find((check) => check.name === "up");
+  if (up === undefined) throw new Error(`vpnns check ${profile} has no "up" check: ${result.all}`);
+  return up.ok ? "ok" : up.detail;
+}
+
+async function waitUntil(description: string, condition: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe.skipIf(!sandboxed)("status of damaged profiles", () => {
+  let lab: Lab;
+  const used: { dirs: TestDirs; profile: string }[] = [];
+
+  async function bringUp(dirs: TestDirs, profiles: string[]): Promise<void> {
+    for (const profile of profiles) {
+      used.push({ dirs, profile });
+      await importClient(dirs, lab, profile);
+      const result = await vpnns(dirs, ["up", profile]);
+      if (result.exitCode !== 0) throw new Error(`vpnns up ${profile} failed: ${result.all}`);
+    }
+  }
+
+  beforeAll(async () => {
+    const labModule = (await import("../../dist/lab/lab.js")) as typeof import("../../src/lab/lab.js");
+    lab = await labModule.createLab();
+  });
+
+  afterEach(async () => {
+    for (const { dirs, profile } of used.splice(0)) await vpnns(dirs, ["down", profile]);
+  });
+
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  it("control socket that trickles", { timeout: 120_000 }, async () => {
+    const dirs = await makeDirs("breaker-socket");
+    await bringUp(dirs, ["br-sock"]);
+    const socketPath = `/var/run/wireguard/${interfaceName("br-sock")}.sock`;
+    // A server in place of the daemon's socket that accepts a request and sends one byte every
+    // 500 ms, never the empty line that ends a reply.
+    await rename(socketPath, `${socketPath}.real`);
+    const timers: NodeJS.Timeout[] = [];
+    const server = net.createServer((connection) => {
+      connection.on("error", () => {});
+      timers.push(setInterval(() => connection.write("x"), 500));
+    });
+    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+    try {
+      const report = (await statusOfAll(dirs, 40_000)).get("br-sock");
+      expect(report?.peers).toEqual([]);
+      expect(report?.state).toBe("up");
+    } finally {
+      for (const timer of timers) clearInterval(timer);
+      server.close();
+      await rm(socketPath, { force: true });
+      await rename(`${socketPath}.real`, socketPath);
+    }
+  });
+});
