@@ -33,7 +33,10 @@ export async function checkHealth(state: ProfileState | undefined): Promise<stri
     daemonsOf(state),
     state.firewallBackend ? hasKillSwitch(state.namespace, state.firewallBackend) : true,
   ]);
-  return describeFindings(state, { linkUp: link && link.flags.includes("UP"), daemons, killSwitch });
+  // ip also finds a link by an alternative name, but the kill-switch matches only the name, so a
+  // link found under another name counts as missing, as in the batched check.
+  const linkUp = link !== undefined && link.ifname === state.interfaceName ? link.flags.includes("UP") : undefined;
+  return describeFindings(state, { linkUp, daemons, killSwitch });
 }
 
 export interface BatchedHealth {

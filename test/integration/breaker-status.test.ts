@@ -74,6 +74,21 @@ describe.skipIf(!sandboxed)("status of damaged profiles", () => {
     await lab?.destroy();
   });
 
+  it("link renamed with its name as altname", { timeout: 120_000 }, async () => {
+    // ip finds the renamed link by its alternative name, but the kill-switch matches only names.
+    const dirs = await makeDirs("breaker-altname");
+    await bringUp(dirs, ["br-alt"]);
+    const namespace = namespaceName("br-alt");
+    const link = interfaceName("br-alt");
+    await must(["ip", "-n", namespace, "link", "set", "dev", link, "name", "renamed0"]);
+    await must(["ip", "-n", namespace, "link", "property", "add", "dev", "renamed0", "altname", link]);
+
+    const report = (await statusOfAll(dirs)).get("br-alt");
+    expect(report?.problems).toEqual([`interface ${link} is missing from ${namespace}`]);
+    expect(await checkedUp(dirs, "br-alt")).toBe(`profile br-alt is broken: interface ${link} is missing from ${namespace}`);
+  });
+
+
   it("control socket that trickles", { timeout: 120_000 }, async () => {
     const dirs = await makeDirs("breaker-socket");
     await bringUp(dirs, ["br-sock"]);
