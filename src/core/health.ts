@@ -5,6 +5,7 @@
  * processes, for `vpnns status`, and reports the same problems in the same words.
  */
 import { isProcessAlive, type ProfileState } from "./state.js";
+import { interfaceName, namespaceName } from "./names.js";
 import { showLink } from "../tools/ip.js";
 import { runInNamespaces, type NamespaceCommand, type NamespaceCommandResult } from "../tools/netns-batch.js";
 import { namespaceExists } from "../resources/namespace.js";
@@ -90,15 +91,28 @@ export async function checkHealthOfEach(states: readonly (ProfileState | undefin
 }
 
 /**
- * Return the problems found before anything runs in the namespace: a setup that did not finish,
- * or no namespace. Returns undefined when the namespace needs checking.
+ * Return the problems found before anything runs in the namespace: a record that names another
+ * namespace or interface, a setup that did not finish, or no namespace. Returns undefined when the
+ * namespace needs checking.
  */
 async function problemsBeforeChecks(state: ProfileState): Promise<string[] | undefined> {
+  if (!hasExpectedNames(state)) {
+    const found = `namespace ${JSON.stringify(state.namespace)} and interface ${JSON.stringify(state.interfaceName)}`;
+    return [`the state record names ${found} instead of ${namespaceName(state.profile)} and ${interfaceName(state.profile)}: take the profile down with: vpnns down ${state.profile}`];
+  }
   if (state.phase !== "up") {
     return [isProcessAlive(state.ownerPid) ? `setup by process ${state.ownerPid} did not finish` : `setup by process ${state.ownerPid} crashed`];
   }
   if (!(await namespaceExists(state.namespace))) return [`namespace ${state.namespace} is missing`];
   return undefined;
+}
+
+/**
+ * Check that the record names the namespace and interface that vpnns derives from its profile
+ * name, the only ones it checks and removes. A record edited by hand may name others.
+ */
+export function hasExpectedNames(state: ProfileState): boolean {
+  return state.namespace === namespaceName(state.profile) && state.interfaceName === interfaceName(state.profile);
 }
 
 function describeFindings(state: ProfileState, findings: Findings): string[] {

@@ -113,4 +113,39 @@ describe.skipIf(!sandboxed)("status of damaged profiles", () => {
       await rename(`${socketPath}.real`, socketPath);
     }
   });
+
+
+  it("state record of null", { timeout: 120_000 }, async () => {
+    // Valid JSON that is not a record counts as no record, as invalid JSON does.
+    const dirs = await makeDirs("breaker-null");
+    await bringUp(dirs, ["br-null"]);
+    const stateFile = join(dirs.stateDir, "br-null", "state.json");
+    const saved = await readFile(stateFile, "utf8");
+    await writeFile(stateFile, "null\n");
+    try {
+      const report = (await statusOfAll(dirs)).get("br-null");
+      expect(report?.state).toBe("down");
+      expect(await checkedUp(dirs, "br-null")).toBe("profile br-null is not up");
+    } finally {
+      await writeFile(stateFile, saved);
+    }
+  });
+
+
+  it("state record with a bad interface name", { timeout: 120_000 }, async () => {
+    const dirs = await makeDirs("breaker-badname");
+    await bringUp(dirs, ["br-bad"]);
+    const stateFile = join(dirs.stateDir, "br-bad", "state.json");
+    const saved = await readFile(stateFile, "utf8");
+    await writeFile(stateFile, JSON.stringify({ ...JSON.parse(saved), interfaceName: "vns br" }));
+    const problem = `the state record names namespace "vpnns-br-bad" and interface "vns br" instead of vpnns-br-bad and vns-br-bad: take the profile down with: vpnns down br-bad`;
+    try {
+      const report = (await statusOfAll(dirs)).get("br-bad");
+      expect(report?.state).toBe("broken");
+      expect(report?.problems).toEqual([problem]);
+      expect(await checkedUp(dirs, "br-bad")).toBe(`profile br-bad is broken: ${problem}`);
+    } finally {
+      await writeFile(stateFile, saved);
+    }
+  });
 });
