@@ -4,6 +4,7 @@
  * profile with a process per check. checkHealthOfEach checks many profiles with a few batched
  * processes, for `vpnns status`, and reports the same problems in the same words.
  */
+import { readFileSync } from "node:fs";
 import { isProcessAlive, type ProfileState } from "./state.js";
 import { interfaceName, namespaceName } from "./names.js";
 import { showLink } from "../tools/ip.js";
@@ -122,8 +123,29 @@ function describeFindings(state: ProfileState, findings: Findings): string[] {
   if (findings.daemons !== undefined && findings.daemons.length === 0) {
     problems.push(`the wireguard-go process of ${state.interfaceName} is not running`);
   }
+  for (const pid of findings.daemons?.filter(isStopped) ?? []) {
+    problems.push(`the wireguard-go process ${pid} of ${state.interfaceName} is stopped: resume it with: kill -CONT ${pid}`);
+  }
   if (!findings.killSwitch) problems.push(`the kill-switch in ${state.namespace} is missing`);
   return problems;
+}
+
+/**
+ * Check whether a process is stopped by a signal (state T in /proc/PID/stat), so that it forwards
+ * no packets although it exists. Returns false for a process that has ended. A tracing stop (state
+ * t) is not counted, because a process under strace enters one at each system call and leaves it
+ * again at once.
+ */
+function isStopped(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return false;
+  }
+  // The state follows the command name, which is in parentheses and may itself contain ")".
+  const processState = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+  return processState === "T";
 }
 
 function daemonsOf(state: ProfileState): Promise<number[] | undefined> {

@@ -148,4 +148,22 @@ describe.skipIf(!sandboxed)("status of damaged profiles", () => {
       await writeFile(stateFile, saved);
     }
   });
+
+
+  it("stopped wireguard-go daemon", { timeout: 120_000 }, async () => {
+    // A stopped daemon keeps its interface up and its socket open, but forwards no packets.
+    const dirs = await makeDirs("breaker-stopped");
+    await bringUp(dirs, ["br-stop"]);
+    const state = JSON.parse(await readFile(join(dirs.stateDir, "br-stop", "state.json"), "utf8")) as { wireguardPid: number };
+    process.kill(state.wireguardPid, "SIGSTOP");
+    try {
+      const report = (await statusOfAll(dirs)).get("br-stop");
+      const problem = `the wireguard-go process ${state.wireguardPid} of vns-br-stop is stopped: resume it with: kill -CONT ${state.wireguardPid}`;
+      expect(report?.state).toBe("broken");
+      expect(report?.problems).toEqual([problem]);
+      // `vpnns check` is not run here: its `wg show` waits on the stopped daemon without a time limit.
+    } finally {
+      process.kill(state.wireguardPid, "SIGCONT");
+    }
+  });
 });
