@@ -74,6 +74,41 @@ describe.skipIf(!sandboxed)("status of damaged profiles", () => {
     await lab?.destroy();
   });
 
+  it("many profiles with a namespace gone midway", { timeout: 400_000 }, async () => {
+    const dirs = await makeDirs("breaker-many");
+    // 14 profiles fill several batches, so the batch with the gone namespace runs again one
+    // command at a time while the others are parsed, and each report must get its own results.
+    const profiles = Array.from({ length: 14 }, (_, index) => `br-many-${String(index).padStart(2, "0")}`);
+    await bringUp(dirs, profiles);
+    const gone = profiles[1]!;
+    await must(["ip", "netns", "exec", namespaceName(profiles[5]!), "nft", "delete", "table", "inet", "vpnns"]);
+    await must(["ip", "-n", namespaceName(profiles[9]!), "link", "set", "dev", interfaceName(profiles[9]!), "down"]);
+
+    const folder = await mkdtemp("/run/vpnns/breaker-ip-");
+    const realIp = (await must(["sh", "-c", "command -v ip"])).trim();
+    const wrapper = ["#!/bin/sh", `case "$*" in *-batch*) ${realIp} netns delete ${namespaceName(gone)} 2>/dev/null ;; esac`, `exec ${realIp} "$@"`, ""].join("\n");
+    await writeFile(join(folder, "ip"), wrapper);
+    await chmod(join(folder, "ip"), 0o755);
+    // A process inside keeps the namespace, and so the interface and its daemon, after its name goes.
+    const keeper = execa("ip", ["netns", "exec", namespaceName(gone), "sleep", "600"], { reject: false });
+    try {
+      await waitUntil("the process that keeps the namespace", async () => (await must(["ip", "netns", "pids", namespaceName(gone)])).trim() !== "");
+      const result = await vpnns(dirs, ["status", "--json"], { env: { PATH: `${folder}:${process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}` } });
+      expect(result.exitCode, result.all).toBe(0);
+      const reports = new Map((JSON.parse(result.stdout) as ProfileReport[]).map((report) => [report.profile, report]));
+      for (const profile of profiles) {
+        let expected: string[] = [];
+        if (profile === gone) expected = [`interface ${interfaceName(gone)} is missing from ${namespaceName(gone)}`, `the kill-switch in ${namespaceName(gone)} is missing`];
+        if (profile === profiles[5]) expected = [`the kill-switch in ${namespaceName(profile)} is missing`];
+        if (profile === profiles[9]) expected = [`interface ${interfaceName(profile)} is down`];
+        expect(reports.get(profile)?.problems, `problems of ${profile}`).toEqual(expected);
+      }
+    } finally {
+      keeper.kill("SIGKILL");
+      await keeper;
+    }
+  });
+
   it("link renamed with its name as altname", { timeout: 120_000 }, async () => {
     // ip finds the renamed link by its alternative name, but the kill-switch matches only names.
     const dirs = await makeDirs("breaker-altname");
@@ -87,7 +122,6 @@ describe.skipIf(!sandboxed)("status of damaged profiles", () => {
     expect(report?.problems).toEqual([`interface ${link} is missing from ${namespace}`]);
     expect(await checkedUp(dirs, "br-alt")).toBe(`profile br-alt is broken: interface ${link} is missing from ${namespace}`);
   });
-
 
   it("control socket that trickles", { timeout: 120_000 }, async () => {
     const dirs = await makeDirs("breaker-socket");
@@ -114,7 +148,6 @@ describe.skipIf(!sandboxed)("status of damaged profiles", () => {
     }
   });
 
-
   it("state record of null", { timeout: 120_000 }, async () => {
     // Valid JSON that is not a record counts as no record, as invalid JSON does.
     const dirs = await makeDirs("breaker-null");
@@ -130,7 +163,6 @@ describe.skipIf(!sandboxed)("status of damaged profiles", () => {
       await writeFile(stateFile, saved);
     }
   });
-
 
   it("state record with a bad interface name", { timeout: 120_000 }, async () => {
     const dirs = await makeDirs("breaker-badname");
@@ -148,7 +180,6 @@ describe.skipIf(!sandboxed)("status of damaged profiles", () => {
       await writeFile(stateFile, saved);
     }
   });
-
 
   it("stopped wireguard-go daemon", { timeout: 120_000 }, async () => {
     // A stopped daemon keeps its interface up and its socket open, but forwards no packets.
