@@ -3,7 +3,7 @@ import { setImmediate as nextTurn } from "node:timers/promises";
 import { interfaceName, namespaceName } from "./names.js";
 import { isProcessAlive, readState, profilesWithState } from "./state.js";
 import { checkHealthOfEach, hasExpectedNames } from "./health.js";
-import { mergeShowFields } from "../tools/wg.js";
+import { mergeShowFields, WG_SHOW_TIMEOUT_SECONDS } from "../tools/wg.js";
 import { readPeers } from "../tools/uapi.js";
 import { namespaceExists, processesInsideEach, type ProcessInfo } from "../resources/namespace.js";
 import { listProfileNames } from "../profile/store.js";
@@ -67,8 +67,12 @@ export async function reportProfiles(profiles: readonly string[], now = Date.now
   const kernelReads = await Promise.all(
     states.map(async (state) => state !== undefined && hasExpectedNames(state) && state.wireguardBackend !== "wireguard-go" && (await namespaceExists(state.namespace))),
   );
+  // coreutils timeout ends a wg that waits on an unresponsive control socket, which would otherwise
+  // hold up its whole batch.
   const wgCommands = states.flatMap((state, index) =>
-    kernelReads[index] ? WG_SHOW_FIELDS.map((field) => ({ namespace: state!.namespace, argv: ["wg", "show", state!.interfaceName, field] })) : [],
+    kernelReads[index]
+      ? WG_SHOW_FIELDS.map((field) => ({ namespace: state!.namespace, argv: ["timeout", String(WG_SHOW_TIMEOUT_SECONDS), "wg", "show", state!.interfaceName, field] }))
+      : [],
   );
   // The pass over /proc comes before the checks, whose own processes would show up inside.
   const processes = await processesInsideEach(namespacesUp);

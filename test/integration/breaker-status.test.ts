@@ -192,9 +192,30 @@ describe.skipIf(!sandboxed)("status of damaged profiles", () => {
       const problem = `the wireguard-go process ${state.wireguardPid} of vns-br-stop is stopped: resume it with: kill -CONT ${state.wireguardPid}`;
       expect(report?.state).toBe("broken");
       expect(report?.problems).toEqual([problem]);
-      // `vpnns check` is not run here: its `wg show` waits on the stopped daemon without a time limit.
+      expect(await checkedUp(dirs, "br-stop")).toBe(`profile br-stop is broken: ${problem}`);
     } finally {
       process.kill(state.wireguardPid, "SIGCONT");
     }
   });
+
+  it("wg show on a stopped daemon", { timeout: 120_000 }, async () => {
+    // A record that names kernel WireGuard makes status run `wg show` in the batch, and wg talks to
+    // the control socket of a wireguard-go daemon of that name, which a stopped daemon never answers.
+    const dirs = await makeDirs("breaker-wgshow");
+    await bringUp(dirs, ["br-wgshow"]);
+    const stateFile = join(dirs.stateDir, "br-wgshow", "state.json");
+    const saved = await readFile(stateFile, "utf8");
+    const state = JSON.parse(saved) as { wireguardPid: number };
+    await writeFile(stateFile, JSON.stringify({ ...state, wireguardBackend: "kernel" }));
+    process.kill(state.wireguardPid, "SIGSTOP");
+    try {
+      const report = (await statusOfAll(dirs, 40_000)).get("br-wgshow");
+      expect(report?.wireguardBackend).toBe("kernel");
+      expect(report?.peers).toEqual([]);
+    } finally {
+      process.kill(state.wireguardPid, "SIGCONT");
+      await writeFile(stateFile, saved);
+    }
+  });
+
 });
