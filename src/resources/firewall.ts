@@ -113,9 +113,13 @@ export function isKillSwitchInOutputs(backend: FirewallBackend, outputs: readonl
   return outputs.length === 2 && outputs.every(isIptablesKillSwitch);
 }
 
-/** Check a listing of the nft table: its output chain must exist and drop by default. */
+/**
+ * Check a listing of the nft table: its output chain must exist and drop by default. nft prints
+ * the hook and the policy on the line after the chain's name, and only that line is matched, so a
+ * rule comment such as "policy drop;" further down the chain does not pass for the policy.
+ */
 function isNftKillSwitch(table: string | undefined): boolean {
-  return table !== undefined && /chain output \{[^}]*policy drop;/s.test(table);
+  return table !== undefined && /^\s*chain output \{\n\s*type filter hook output priority [^;\n]+; policy drop;$/m.test(table);
 }
 
 /** Check the iptables-save output of one family: INPUT and OUTPUT must drop by default. */

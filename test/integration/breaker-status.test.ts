@@ -218,4 +218,15 @@ describe.skipIf(!sandboxed)("status of damaged profiles", () => {
     }
   });
 
+  it("policy drop in a rule comment", { timeout: 120_000 }, async () => {
+    const dirs = await makeDirs("breaker-comment");
+    await bringUp(dirs, ["br-cmt"]);
+    const namespace = namespaceName("br-cmt");
+    await must(["ip", "netns", "exec", namespace, "nft", "add", "rule", "inet", "vpnns", "output", "counter", "comment", '"policy drop;"']);
+    await must(["ip", "netns", "exec", namespace, "nft", "chain", "inet", "vpnns", "output", "{ policy accept ; }"]);
+
+    const report = (await statusOfAll(dirs)).get("br-cmt");
+    expect(report?.problems).toEqual([`the kill-switch in ${namespace} is missing`]);
+    expect(await checkedUp(dirs, "br-cmt")).toBe(`profile br-cmt is broken: the kill-switch in ${namespace} is missing`);
+  });
 });
