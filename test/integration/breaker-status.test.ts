@@ -1,8 +1,10 @@
 /**
- * `vpnns status` against profiles broken in ways that its batched checks could misread: a link
- * renamed with its old name kept as an alternative name, a wireguard-go control socket that
- * replies too slowly, and hand-edited state records. Runs only inside test/sandbox.sh, and imports
- * the lab from dist/ (npm run build first).
+ * `vpnns status` and `vpnns check` against profiles broken in ways that the batched checks could
+ * misread or wait on forever: many profiles with a namespace deleted during the batch, a link
+ * renamed with its old name kept as an alternative name, a control socket that never ends its
+ * reply, hand-edited state records, a stopped wireguard-go daemon, and an nft output chain whose
+ * accept policy hides behind a rule comment. Runs only inside test/sandbox.sh, and imports the lab
+ * from dist/ (npm run build first).
  */
 import { execa } from "execa";
 import net from "node:net";
@@ -200,7 +202,7 @@ describe.skipIf(!sandboxed)("status of damaged profiles", () => {
 
   it("wg show on a stopped daemon", { timeout: 120_000 }, async () => {
     // A record that names kernel WireGuard makes status run `wg show` in the batch, and wg talks to
-    // the control socket of a wireguard-go daemon of that name, which a stopped daemon never answers.
+    // the control socket of a wireguard-go daemon of that name, to which a stopped daemon never replies.
     const dirs = await makeDirs("breaker-wgshow");
     await bringUp(dirs, ["br-wgshow"]);
     const stateFile = join(dirs.stateDir, "br-wgshow", "state.json");
