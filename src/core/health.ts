@@ -93,7 +93,8 @@ export async function checkHealthOfEach(states: readonly (ProfileState | undefin
 
 /**
  * Return the problems found before anything runs in the namespace: a record that names another
- * namespace or interface, a setup that did not finish, or no namespace. Returns undefined when the
+ * namespace or interface, a setup that did not finish, a record without known backends, or no
+ * namespace. Returns undefined when the
  * namespace needs checking.
  */
 async function problemsBeforeChecks(state: ProfileState): Promise<string[] | undefined> {
@@ -104,6 +105,12 @@ async function problemsBeforeChecks(state: ProfileState): Promise<string[] | und
   if (state.phase !== "up") {
     return [isProcessAlive(state.ownerPid) ? `setup by process ${state.ownerPid} did not finish` : `setup by process ${state.ownerPid} crashed`];
   }
+  // Without a known backend, the kill-switch or the daemon would go unchecked.
+  const backendProblems = [
+    describeBackend(state, "firewallBackend", ["nft", "iptables"]),
+    describeBackend(state, "wireguardBackend", ["kernel", "wireguard-go"]),
+  ].filter((problem) => problem !== undefined);
+  if (backendProblems.length > 0) return backendProblems;
   if (!(await namespaceExists(state.namespace))) return [`namespace ${state.namespace} is missing`];
   return undefined;
 }
@@ -114,6 +121,15 @@ async function problemsBeforeChecks(state: ProfileState): Promise<string[] | und
  */
 export function hasExpectedNames(state: ProfileState): boolean {
   return state.namespace === namespaceName(state.profile) && state.interfaceName === interfaceName(state.profile);
+}
+
+/** Describe a backend field of a record that is up when it is not one of the known values. */
+function describeBackend(state: ProfileState, field: "firewallBackend" | "wireguardBackend", known: readonly string[]): string | undefined {
+  const value: unknown = state[field];
+  if (typeof value === "string" && known.includes(value)) return undefined;
+  const found = value === undefined ? "no" : JSON.stringify(value);
+  const expected = known.map((name) => JSON.stringify(name)).join(" or ");
+  return `the state record has ${found} ${field}, expected ${expected}: take the profile down with: vpnns down ${state.profile}`;
 }
 
 function describeFindings(state: ProfileState, findings: Findings): string[] {

@@ -2,7 +2,7 @@
  * `vpnns status` and `vpnns check` against profiles broken in ways that the batched checks could
  * misread or wait on forever: many profiles with a namespace deleted during the batch, a link
  * renamed with its old name kept as an alternative name, a control socket that never ends its
- * reply, hand-edited state records, a stopped wireguard-go daemon, and an nft output chain whose
+ * reply, hand-edited state records (null, other names, no firewall backend), a stopped wireguard-go daemon, and an nft output chain whose
  * accept policy hides behind a rule comment. Runs only inside test/sandbox.sh, and imports the lab
  * from dist/ (npm run build first).
  */
@@ -230,5 +230,25 @@ describe.skipIf(!sandboxed)("status of damaged profiles", () => {
     const report = (await statusOfAll(dirs)).get("br-cmt");
     expect(report?.problems).toEqual([`the kill-switch in ${namespace} is missing`]);
     expect(await checkedUp(dirs, "br-cmt")).toBe(`profile br-cmt is broken: the kill-switch in ${namespace} is missing`);
+  });
+
+  it("state record without firewall backend", { timeout: 120_000 }, async () => {
+    // Without the field, the kill-switch went unchecked, so its deletion went unreported.
+    const dirs = await makeDirs("breaker-nobackend");
+    await bringUp(dirs, ["br-nofw"]);
+    const stateFile = join(dirs.stateDir, "br-nofw", "state.json");
+    const saved = await readFile(stateFile, "utf8");
+    const { firewallBackend: _removed, ...withoutBackend } = JSON.parse(saved) as Record<string, unknown>;
+    await writeFile(stateFile, JSON.stringify(withoutBackend));
+    await must(["ip", "netns", "exec", namespaceName("br-nofw"), "nft", "delete", "table", "inet", "vpnns"]);
+    const problem = `the state record has no firewallBackend, expected "nft" or "iptables": take the profile down with: vpnns down br-nofw`;
+    try {
+      const report = (await statusOfAll(dirs)).get("br-nofw");
+      expect(report?.state).toBe("broken");
+      expect(report?.problems).toEqual([problem]);
+      expect(await checkedUp(dirs, "br-nofw")).toBe(`profile br-nofw is broken: ${problem}`);
+    } finally {
+      await writeFile(stateFile, saved);
+    }
   });
 });
