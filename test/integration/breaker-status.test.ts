@@ -2,9 +2,9 @@
  * `vpnns status` and `vpnns check` against profiles broken in ways that the batched checks could
  * misread or wait on forever: many profiles with a namespace deleted during the batch, a link
  * renamed with its old name kept as an alternative name, a control socket that never ends its
- * reply, hand-edited state records (null, other names, no firewall backend), a stopped wireguard-go daemon, and an nft output chain whose
- * accept policy hides behind a rule comment. Runs only inside test/sandbox.sh, and imports the lab
- * from dist/ (npm run build first).
+ * reply, hand-edited state records (null, other names, no firewall backend), a stopped
+ * wireguard-go daemon, and an nft output chain whose accept policy hides behind a rule comment.
+ * Runs only inside test/sandbox.sh, and imports the lab from dist/ (npm run build first).
  */
 import { execa } from "execa";
 import net from "node:net";
