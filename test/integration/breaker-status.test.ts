@@ -3,12 +3,12 @@
  * misread or wait on forever: many profiles with a namespace deleted during the batch, a link
  * renamed with its old name kept as an alternative name, a control socket that never ends its
  * reply, hand-edited state records (null, other names, no firewall backend), a stopped
- * wireguard-go daemon, and an nft output chain whose accept policy hides behind a rule comment.
- * Runs only inside test/sandbox.sh, and imports the lab from dist/ (npm run build first).
+ * wireguard-go daemon, and nft and iptables output chains whose accept policy hides behind a rule
+ * comment. Runs only inside test/sandbox.sh, and imports the lab from dist/ (npm run build first).
  */
 import { execa } from "execa";
 import net from "node:net";
-import { chmod, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, test } from "vitest";
 import type { Lab } from "../../src/lab/lab.js";
@@ -250,5 +250,38 @@ describe.skipIf(!sandboxed)("status of damaged profiles", () => {
     } finally {
       await writeFile(stateFile, saved);
     }
+  });
+
+  it("nft chain header in a comment", { timeout: 120_000 }, async () => {
+    // A comment with line breaks in the input chain imitates an output chain that drops, while the
+    // real output chain accepts.
+    const dirs = await makeDirs("breaker-nft-lines");
+    await bringUp(dirs, ["br-nftnl"]);
+    const namespace = namespaceName("br-nftnl");
+    const imitation = "x\n\tchain output {\n\t\ttype filter hook output priority filter; policy drop;\n";
+    const folder = await mkdtemp("/run/vpnns/breaker-nft-");
+    await writeFile(join(folder, "rules.nft"), `add rule inet vpnns input counter comment "${imitation}"\nchain inet vpnns output { policy accept ; }\n`);
+    await must(["ip", "netns", "exec", namespace, "nft", "-f", join(folder, "rules.nft")]);
+
+    const report = (await statusOfAll(dirs)).get("br-nftnl");
+    expect(report?.problems).toEqual([`the kill-switch in ${namespace} is missing`]);
+    expect(await checkedUp(dirs, "br-nftnl")).toBe(`profile br-nftnl is broken: the kill-switch in ${namespace} is missing`);
+  });
+
+  it("iptables chain line in a comment", { timeout: 120_000 }, async () => {
+    // A comment with line breaks imitates the chain line of an OUTPUT chain that drops, while the
+    // real OUTPUT chain accepts.
+    const dirs = await makeDirs("breaker-ipt-lines");
+    await mkdir(dirs.configDir, { recursive: true, mode: 0o700 });
+    await writeFile(join(dirs.configDir, "settings.json"), JSON.stringify({ firewallBackend: "iptables" }), { mode: 0o600 });
+    await bringUp(dirs, ["br-iptnl"]);
+    const namespace = namespaceName("br-iptnl");
+    await must(["ip", "netns", "exec", namespace, "iptables", "-A", "INPUT", "-m", "comment", "--comment", "x\n:OUTPUT DROP [0:0]\n", "-j", "DROP"]);
+    await must(["ip", "netns", "exec", namespace, "iptables", "-P", "OUTPUT", "ACCEPT"]);
+
+    const report = (await statusOfAll(dirs)).get("br-iptnl");
+    expect(report?.firewallBackend).toBe("iptables");
+    expect(report?.problems).toEqual([`the kill-switch in ${namespace} is missing`]);
+    expect(await checkedUp(dirs, "br-iptnl")).toBe(`profile br-iptnl is broken: the kill-switch in ${namespace} is missing`);
   });
 });
