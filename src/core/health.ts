@@ -4,7 +4,9 @@
  * profile with a process per check. checkHealthOfEach checks many profiles with a few batched
  * processes, for `vpnns status`, and reports the same problems in the same words.
  */
+import { readFileSync } from "node:fs";
 import { isProcessAlive, type ProfileState } from "./state.js";
+import { interfaceName, namespaceName } from "./names.js";
 import { showLink } from "../tools/ip.js";
 import { runInNamespaces, type NamespaceCommand, type NamespaceCommandResult } from "../tools/netns-batch.js";
 import { namespaceExists } from "../resources/namespace.js";
@@ -33,7 +35,10 @@ export async function checkHealth(state: ProfileState | undefined): Promise<stri
     daemonsOf(state),
     state.firewallBackend ? hasKillSwitch(state.namespace, state.firewallBackend) : true,
   ]);
-  return describeFindings(state, { linkUp: link && link.flags.includes("UP"), daemons, killSwitch });
+  // ip also finds a link by an alternative name, but the kill-switch matches only the name, so a
+  // link found under another name counts as missing, as in the batched check.
+  const linkUp = link !== undefined && link.ifname === state.interfaceName ? link.flags.includes("UP") : undefined;
+  return describeFindings(state, { linkUp, daemons, killSwitch });
 }
 
 export interface BatchedHealth {
@@ -87,15 +92,44 @@ export async function checkHealthOfEach(states: readonly (ProfileState | undefin
 }
 
 /**
- * Return the problems found before anything runs in the namespace: a setup that did not finish,
- * or no namespace. Returns undefined when the namespace needs checking.
+ * Return the problems found before anything runs in the namespace: a record that names another
+ * namespace or interface, a setup that did not finish, a record without known backends, or no
+ * namespace. Returns undefined when the
+ * namespace needs checking.
  */
 async function problemsBeforeChecks(state: ProfileState): Promise<string[] | undefined> {
+  if (!hasExpectedNames(state)) {
+    const found = `namespace ${JSON.stringify(state.namespace)} and interface ${JSON.stringify(state.interfaceName)}`;
+    return [`the state record names ${found} instead of ${namespaceName(state.profile)} and ${interfaceName(state.profile)}: take the profile down with: vpnns down ${state.profile}`];
+  }
   if (state.phase !== "up") {
     return [isProcessAlive(state.ownerPid) ? `setup by process ${state.ownerPid} did not finish` : `setup by process ${state.ownerPid} crashed`];
   }
+  // Without a known backend, the kill-switch or the daemon would go unchecked.
+  const backendProblems = [
+    describeBackend(state, "firewallBackend", ["nft", "iptables"]),
+    describeBackend(state, "wireguardBackend", ["kernel", "wireguard-go"]),
+  ].filter((problem) => problem !== undefined);
+  if (backendProblems.length > 0) return backendProblems;
   if (!(await namespaceExists(state.namespace))) return [`namespace ${state.namespace} is missing`];
   return undefined;
+}
+
+/**
+ * Check that the record names the namespace and interface that vpnns derives from its profile
+ * name, the only ones it checks and removes. A record edited by hand may name others.
+ */
+export function hasExpectedNames(state: ProfileState): boolean {
+  return state.namespace === namespaceName(state.profile) && state.interfaceName === interfaceName(state.profile);
+}
+
+/** Describe a backend field of a record that is up when it is not one of the known values. */
+function describeBackend(state: ProfileState, field: "firewallBackend" | "wireguardBackend", known: readonly string[]): string | undefined {
+  const value: unknown = state[field];
+  if (typeof value === "string" && known.includes(value)) return undefined;
+  const found = value === undefined ? "no" : JSON.stringify(value);
+  const expected = known.map((name) => JSON.stringify(name)).join(" or ");
+  return `the state record has ${found} ${field}, expected ${expected}: take the profile down with: vpnns down ${state.profile}`;
 }
 
 function describeFindings(state: ProfileState, findings: Findings): string[] {
@@ -105,8 +139,29 @@ function describeFindings(state: ProfileState, findings: Findings): string[] {
   if (findings.daemons !== undefined && findings.daemons.length === 0) {
     problems.push(`the wireguard-go process of ${state.interfaceName} is not running`);
   }
+  for (const pid of findings.daemons?.filter(isStopped) ?? []) {
+    problems.push(`the wireguard-go process ${pid} of ${state.interfaceName} is stopped: resume it with: kill -CONT ${pid}`);
+  }
   if (!findings.killSwitch) problems.push(`the kill-switch in ${state.namespace} is missing`);
   return problems;
+}
+
+/**
+ * Check whether a process is stopped by a signal (state T in /proc/PID/stat), so that it forwards
+ * no packets although it exists. Returns false for a process that has ended. A tracing stop (state
+ * t) is not counted, because a process under strace enters one at each system call and leaves it
+ * again at once.
+ */
+function isStopped(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return false;
+  }
+  // The state follows the command name, which is in parentheses and may itself contain ")".
+  const processState = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+  return processState === "T";
 }
 
 function daemonsOf(state: ProfileState): Promise<number[] | undefined> {

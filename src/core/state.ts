@@ -33,12 +33,19 @@ function stateFile(profile: string): string {
   return join(profileStateDir(profile), "state.json");
 }
 
+/**
+ * Read the record of a profile. Returns undefined when there is none, when it is not valid JSON,
+ * and when it is not an object of this profile. The other fields are not checked here.
+ */
 export async function readState(profile: string): Promise<ProfileState | undefined> {
+  let record: unknown;
   try {
-    return JSON.parse(await readFile(stateFile(profile), "utf8")) as ProfileState;
+    record = JSON.parse(await readFile(stateFile(profile), "utf8"));
   } catch {
     return undefined;
   }
+  if (typeof record !== "object" || record === null || (record as { profile?: unknown }).profile !== profile) return undefined;
+  return record as ProfileState;
 }
 
 /** Write the record atomically: a reader sees the old or the new file, never a partial one. */

@@ -2,8 +2,8 @@
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { interfaceName, namespaceName } from "./names.js";
 import { isProcessAlive, readState, profilesWithState } from "./state.js";
-import { checkHealthOfEach } from "./health.js";
-import { mergeShowFields } from "../tools/wg.js";
+import { checkHealthOfEach, hasExpectedNames } from "./health.js";
+import { mergeShowFields, WG_SHOW_TIMEOUT_SECONDS } from "../tools/wg.js";
 import { readPeers } from "../tools/uapi.js";
 import { namespaceExists, processesInsideEach, type ProcessInfo } from "../resources/namespace.js";
 import { listProfileNames } from "../profile/store.js";
@@ -63,9 +63,16 @@ export async function reportProfiles(profiles: readonly string[], now = Date.now
   const namespacesUp = profiles.filter((_, index) => states[index] !== undefined).map(namespaceName);
   // Kernel WireGuard is reached over netlink, so only from inside the namespace. wireguard-go is
   // read over its control socket, without a process.
-  const kernelReads = await Promise.all(states.map(async (state) => state !== undefined && state.wireguardBackend !== "wireguard-go" && (await namespaceExists(state.namespace))));
+  // A record with names that vpnns would not derive is reported as a problem, and nothing is read.
+  const kernelReads = await Promise.all(
+    states.map(async (state) => state !== undefined && hasExpectedNames(state) && state.wireguardBackend !== "wireguard-go" && (await namespaceExists(state.namespace))),
+  );
+  // coreutils timeout ends a wg that waits on an unresponsive control socket, which would otherwise
+  // hold up its whole batch.
   const wgCommands = states.flatMap((state, index) =>
-    kernelReads[index] ? WG_SHOW_FIELDS.map((field) => ({ namespace: state!.namespace, argv: ["wg", "show", state!.interfaceName, field] })) : [],
+    kernelReads[index]
+      ? WG_SHOW_FIELDS.map((field) => ({ namespace: state!.namespace, argv: ["timeout", String(WG_SHOW_TIMEOUT_SECONDS), "wg", "show", state!.interfaceName, field] }))
+      : [],
   );
   // The pass over /proc comes before the checks, whose own processes would show up inside.
   const processes = await processesInsideEach(namespacesUp);
@@ -78,7 +85,7 @@ export async function reportProfiles(profiles: readonly string[], now = Date.now
   const [health, publishing, userspace] = await Promise.all([
     checking,
     Promise.all(profiles.map((profile) => reportPublishing(profile))),
-    Promise.all(states.map((state) => (state?.wireguardBackend === "wireguard-go" ? readPeers(state.interfaceName) : undefined))),
+    Promise.all(states.map((state) => (state?.wireguardBackend === "wireguard-go" && hasExpectedNames(state) ? readPeers(state.interfaceName) : undefined))),
   ]);
 
   let nextWgResult = 0;

@@ -3,7 +3,7 @@
  * arrives. Output leaves only through loopback and the WireGuard interface, input arrives only on
  * loopback or as replies on the tunnel, and nothing is forwarded.
  */
-import { applyRuleset, listTable } from "../tools/nft.js";
+import { applyRuleset, listTableJson } from "../tools/nft.js";
 import { restoreFilter, saveFilter } from "../tools/iptables.js";
 import { hasCommand } from "../tools/exec.js";
 
@@ -88,7 +88,7 @@ export async function installKillSwitch(namespace: string, backend: FirewallBack
 
 /** Check that the kill-switch is in place: the nft table exists, or both iptables families default to DROP. */
 export async function hasKillSwitch(namespace: string, backend: FirewallBackend): Promise<boolean> {
-  if (backend === "nft") return isNftKillSwitch(await listTable(namespace, "inet", NFT_TABLE));
+  if (backend === "nft") return isNftKillSwitch(await listTableJson(namespace, "inet", NFT_TABLE));
   for (const family of ["ipv4", "ipv6"] as const) {
     if (!isIptablesKillSwitch(await saveFilter(namespace, family))) return false;
   }
@@ -97,10 +97,10 @@ export async function hasKillSwitch(namespace: string, backend: FirewallBackend)
 
 /**
  * Return the commands that show the kill-switch when run inside the namespace, as hasKillSwitch runs
- * them: `nft list table inet vpnns`, or `iptables-save` and `ip6tables-save` of the filter table.
+ * them: `nft -j list table inet vpnns`, or `iptables-save` and `ip6tables-save` of the filter table.
  */
 export function killSwitchQueries(backend: FirewallBackend): string[][] {
-  if (backend === "nft") return [["nft", "list", "table", "inet", NFT_TABLE]];
+  if (backend === "nft") return [["nft", "-j", "list", "table", "inet", NFT_TABLE]];
   return [
     ["iptables-save", "-t", "filter"],
     ["ip6tables-save", "-t", "filter"],
@@ -113,12 +113,40 @@ export function isKillSwitchInOutputs(backend: FirewallBackend, outputs: readonl
   return outputs.length === 2 && outputs.every(isIptablesKillSwitch);
 }
 
-/** Check a listing of the nft table: its output chain must exist and drop by default. */
-function isNftKillSwitch(table: string | undefined): boolean {
-  return table !== undefined && /chain output \{[^}]*policy drop;/s.test(table);
+/**
+ * Check the `nft -j` listing of the table: its output chain must exist and drop by default. The
+ * JSON form is parsed because in the text form a rule comment may contain line breaks and so
+ * imitate the header of a chain.
+ */
+function isNftKillSwitch(listing: string | undefined): boolean {
+  if (listing === undefined) return false;
+  let document: unknown;
+  try {
+    document = JSON.parse(listing);
+  } catch {
+    return false;
+  }
+  const objects = (document as { nftables?: unknown } | null)?.nftables;
+  if (!Array.isArray(objects)) return false;
+  return objects.some((object: { chain?: { table?: unknown; type?: unknown; hook?: unknown; policy?: unknown } } | null) => {
+    const chain = object?.chain;
+    return chain?.table === NFT_TABLE && chain.type === "filter" && chain.hook === "output" && chain.policy === "drop";
+  });
 }
 
-/** Check the iptables-save output of one family: INPUT and OUTPUT must drop by default. */
+/**
+ * Check the iptables-save output of one family: INPUT and OUTPUT must drop by default. Only the
+ * chain lines between "*filter" and the first rule are read, because a rule comment may contain
+ * line breaks and so imitate a chain line further down.
+ */
 function isIptablesKillSwitch(rules: string | undefined): boolean {
-  return rules !== undefined && /^:OUTPUT DROP/m.test(rules) && /^:INPUT DROP/m.test(rules);
+  if (rules === undefined) return false;
+  const lines = rules.split("\n");
+  const policies = new Map<string, string>();
+  for (const line of lines.slice(lines.indexOf("*filter") + 1)) {
+    if (!line.startsWith(":")) break;
+    const [chain = "", policy = ""] = line.slice(1).split(" ");
+    policies.set(chain, policy);
+  }
+  return lines.includes("*filter") && policies.get("INPUT") === "DROP" && policies.get("OUTPUT") === "DROP";
 }

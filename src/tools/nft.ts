@@ -19,3 +19,12 @@ export async function listTable(namespace: string, family: string, table: string
   });
   return result.failed ? undefined : result.stdout;
 }
+
+/** Return the named table as `nft -j` prints it, one JSON document, or undefined when it does not exist. */
+export async function listTableJson(namespace: string, family: string, table: string): Promise<string | undefined> {
+  const result = await run([...netnsExec(namespace), "nft", "-j", "list", "table", family, table], {
+    intent: `list nftables table ${family} ${table} in ${namespace}`,
+    allowFailure: true,
+  });
+  return result.failed ? undefined : result.stdout;
+}

@@ -12,7 +12,13 @@ import type { InterfaceStatus, PeerStatus } from "./wg.js";
 
 export const WIREGUARD_SOCKET_DIR = "/var/run/wireguard";
 const KEY_LENGTH = 32;
+/** Time limit of a whole request, from connect to the end of the reply. */
 const REQUEST_TIMEOUT_MS = 5_000;
+/**
+ * Maximum reply length in characters. A peer takes a few hundred characters of a "get=1" reply, so
+ * this fits thousands of peers, and a socket that sends without end cannot fill the memory of vpnns.
+ */
+const MAX_REPLY_LENGTH = 1024 * 1024;
 
 /** Convert a base64 WireGuard key, as wg prints it, to the hex form the protocol uses. */
 export function keyToHex(base64Key: string): string {
@@ -29,27 +35,37 @@ export function socketPath(interfaceName: string): string {
 
 /**
  * Send one request (its lines without the final empty line) and return the reply without its
- * final empty line. Error messages never include the request, because it may contain a key.
+ * final empty line. Fails after REQUEST_TIMEOUT_MS, even while data keeps arriving, and when the
+ * reply exceeds MAX_REPLY_LENGTH characters. Error messages never include the request, because it may contain
+ * a key.
  */
 export function request(interfaceName: string, lines: readonly string[]): Promise<string> {
   const path = socketPath(interfaceName);
   return new Promise<string>((resolve, reject) => {
     let received = "";
     const socket = net.createConnection({ path });
-    socket.setTimeout(REQUEST_TIMEOUT_MS, () => {
-      socket.destroy(new Error(`timed out after ${REQUEST_TIMEOUT_MS} ms`));
-    });
+    // A deadline for the whole request: an idle timeout would never fire on a socket that sends
+    // a byte now and then without ever ending its reply.
+    const timer = setTimeout(() => socket.destroy(new Error(`timed out after ${REQUEST_TIMEOUT_MS} ms`)), REQUEST_TIMEOUT_MS);
     socket.on("connect", () => socket.write(`${lines.map((line) => `${line}\n`).join("")}\n`));
     socket.on("data", (chunk) => {
       received += chunk.toString("utf8");
+      if (received.length > MAX_REPLY_LENGTH) {
+        socket.destroy(new Error(`reply exceeds ${MAX_REPLY_LENGTH} characters`));
+        return;
+      }
       // The reply ends with an empty line.
       if (received.endsWith("\n\n")) {
-        socket.end();
+        clearTimeout(timer);
+        socket.destroy();
         resolve(received.slice(0, -1));
       }
     });
     socket.on("error", (error) => reject(new Error(`${path}: ${error.message}`)));
-    socket.on("close", () => reject(new Error(`${path} closed without a complete reply`)));
+    socket.on("close", () => {
+      clearTimeout(timer);
+      reject(new Error(`${path} closed without a complete reply`));
+    });
   });
 }
 

@@ -68,10 +68,17 @@ export function mergeShowFields(handshakes: string, endpoints: string, transfer:
  * there (wireguard-go through its socket in /run/wireguard, from any namespace). Returns undefined
  * when wg fails, as it does for an interface that does not exist.
  */
+/**
+ * Time limit of a `wg show` run. wg talks to wireguard-go over its control socket when one exists
+ * for the name, even for a kernel link, and waits without a limit on a daemon that does not reply.
+ */
+export const WG_SHOW_TIMEOUT_SECONDS = 5;
+
 async function showField(namespace: string, interfaceName: string, field: ShowField): Promise<string | undefined> {
   const result = await run([...netnsExec(namespace), "wg", "show", interfaceName, field], {
     intent: `read ${field} of WireGuard interface ${interfaceName}`,
     allowFailure: true,
+    timeout: WG_SHOW_TIMEOUT_SECONDS * 1000,
   });
   return result.failed ? undefined : result.stdout;
 }
