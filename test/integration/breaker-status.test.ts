@@ -15,7 +15,7 @@ import type { Lab } from "../../src/lab/lab.js";
 import type { ProfileReport } from "../../src/core/status.js";
 import type { CheckReport } from "../../src/core/check.js";
 import { interfaceName, namespaceName } from "../../src/core/names.js";
-import { SKIP_REASON, importClient, makeDirs, sandboxed, vpnns, type TestDirs } from "./helpers.js";
+import { SKIP_REASON, importClient, makeDirs, sandboxed, vpnns, waitFor, type TestDirs } from "./helpers.js";
 
 if (!sandboxed) test.skip(`breaker status tests skipped: ${SKIP_REASON}`, () => {});
 
@@ -40,14 +40,6 @@ async function checkedUp(dirs: TestDirs, profile: string): Promise<string> {
   const up = (JSON.parse(result.stdout) as CheckReport).checks.find((check) => check.name === "up");
   if (up === undefined) throw new Error(`vpnns check ${profile} has no "up" check: ${result.all}`);
   return up.ok ? "ok" : up.detail;
-}
-
-async function waitUntil(description: string, condition: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 describe.skipIf(!sandboxed)("status of damaged profiles", () => {
@@ -94,7 +86,7 @@ describe.skipIf(!sandboxed)("status of damaged profiles", () => {
     // A process inside keeps the namespace, and so the interface and its daemon, after its name goes.
     const keeper = execa("ip", ["netns", "exec", namespaceName(gone), "sleep", "600"], { reject: false });
     try {
-      await waitUntil("the process that keeps the namespace", async () => (await must(["ip", "netns", "pids", namespaceName(gone)])).trim() !== "");
+      await waitFor("the process that keeps the namespace", async () => (await must(["ip", "netns", "pids", namespaceName(gone)])).trim() !== "");
       const result = await vpnns(dirs, ["status", "--json"], { env: { PATH: `${folder}:${process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}` } });
       expect(result.exitCode, result.all).toBe(0);
       const reports = new Map((JSON.parse(result.stdout) as ProfileReport[]).map((report) => [report.profile, report]));
