@@ -217,8 +217,8 @@ function isAppCall(call: WrappedCall, app: string[]): boolean {
 /** Return a key for what a call does that is the same in every run: its command line, or "the app". */
 function callKind(call: WrappedCall, app: string[]): string {
   if (isAppCall(call, app)) return "the app";
-  // The mount namespace step moves to the next CPU when the kernel refuses a bind, so the CPU that
-  // taskset names differs between runs; every CPU is one kind of call.
+  // The mount namespace step moves to the next CPU when the kernel rejects a bind, so the CPU that
+  // taskset names differs between runs. Every CPU counts as one kind of call.
   return call.argv.join(" ").replace(/^taskset --cpu-list \d+ /, "taskset --cpu-list CPU ");
 }
 
@@ -603,7 +603,7 @@ describe.skipIf(!sandboxed)("lifecycle", () => {
         const outer = outermost(calls, failed);
         const app = calls.find((call) => isAppCall(call, appArgv));
         const label = `call ${k} (${failed.argv.join(" ")})`;
-        // A nested call that fails makes its outer call fail, which is what vpnns sees.
+        // A nested call that fails makes its outer call fail, and vpnns gets only that failure.
         failedKinds.add(callKind(outer, appArgv));
         expect.soft(failed.failed, `${label} was logged as failed`).toBe(true);
 
