@@ -24,7 +24,7 @@ export async function timeNodeStart(env?: NodeJS.ProcessEnv): Promise<number> {
  */
 export const START_VARIABLES = ["NODE_EXTRA_CA_CERTS", "NODE_OPTIONS"] as const;
 
-/** The start variables that this environment sets. */
+/** Return the start variables that this environment sets. */
 export function startVariablesSet(): string[] {
   return START_VARIABLES.filter((name) => process.env[name] !== undefined && process.env[name] !== "");
 }

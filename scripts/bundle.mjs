@@ -3,9 +3,9 @@
  * Bundles the vpnns command line into the one file dist/cli/main.js, after tsc has built dist/.
  *
  * Node.js 20 resolves, reads and compiles every ES module file on its own, and execa alone is
- * about a hundred of them, so an unbundled `vpnns` spent most of its start loading modules. In the
- * bundle, each module that the source loads with import() is still evaluated only when a command
- * imports it; only the parsing covers the whole file. One file was faster than a bundle split into
+ * about a hundred of them, so an unbundled `vpnns` spent most of its start loading modules. Node.js
+ * parses the whole bundle, but a module that the source loads with import() is still evaluated
+ * only when a command imports it. One file was faster than a bundle split into
  * chunks per dynamic import: `vpnns run` needed about 30 of those chunks, and each cost a module
  * load of its own (docs/architecture.md, "Build", has the measurements).
  *

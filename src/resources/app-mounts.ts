@@ -137,7 +137,7 @@ export async function createAppMounts(profile: string): Promise<void> {
 const MOUNT_NAMESPACE_ATTEMPTS = 20;
 
 /** The line that unshare prints when the kernel refuses the bind of the new namespace to its file. */
-const REFUSED_BIND = /^unshare: .*Invalid argument/m;
+const REJECTED_BIND = /^unshare: .*Invalid argument/m;
 
 /**
  * Create a mount namespace that is a slave of this one, bind it to `file` and run `inside` in it.
@@ -158,7 +158,7 @@ async function createPersistentMountNamespace(profile: string, file: string, ins
     const argv = ["taskset", "--cpu-list", cpu, "unshare", `--mount=${file}`, "--propagation", "slave", ...inside];
     const result = await run(argv, { intent, mutates: true, allowFailure: attempt < MOUNT_NAMESPACE_ATTEMPTS });
     if (!result.failed) return;
-    if (!REFUSED_BIND.test(result.stderr)) {
+    if (!REJECTED_BIND.test(result.stderr)) {
       throw new CommandError({ intent, command: formatCommand(argv), exitCode: result.exitCode, stderr: result.stderr });
     }
   }

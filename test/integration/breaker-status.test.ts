@@ -1,10 +1,13 @@
 /**
  * `vpnns status` and `vpnns check` against profiles broken in ways that the batched checks could
- * misread or wait on forever: many profiles with a namespace deleted during the batch, a link
- * renamed with its old name kept as an alternative name, a control socket that never ends its
- * reply, hand-edited state records (null, other names, no firewall backend), a stopped
- * wireguard-go daemon, and nft and iptables output chains whose accept policy hides behind a rule
- * comment. Runs only inside test/sandbox.sh, and imports the lab from dist/ (npm run build first).
+ * misread or wait on forever. The cases:
+ * - many profiles, with a namespace deleted during the batch;
+ * - a link renamed, with its old name kept as an alternative name;
+ * - a control socket that never ends its reply;
+ * - hand-edited state records (null, other names, no firewall backend);
+ * - a stopped wireguard-go daemon;
+ * - nft and iptables output chains whose accept policy hides behind a rule comment.
+ * Runs only inside test/sandbox.sh, and imports the lab from dist/ (npm run build first).
  */
 import { execa } from "execa";
 import net from "node:net";
@@ -70,29 +73,29 @@ describe.skipIf(!sandboxed)("status of damaged profiles", () => {
 
   it("many profiles with a namespace gone midway", { timeout: 400_000 }, async () => {
     const dirs = await makeDirs("breaker-many");
-    // 14 profiles fill several batches, so the batch with the gone namespace runs again one
+    // 14 profiles fill several batches, so the batch with the deleted namespace runs again one
     // command at a time while the others are parsed, and each report must get its own results.
     const profiles = Array.from({ length: 14 }, (_, index) => `br-many-${String(index).padStart(2, "0")}`);
     await bringUp(dirs, profiles);
-    const gone = profiles[1]!;
+    const deleted = profiles[1]!;
     await must(["ip", "netns", "exec", namespaceName(profiles[5]!), "nft", "delete", "table", "inet", "vpnns"]);
     await must(["ip", "-n", namespaceName(profiles[9]!), "link", "set", "dev", interfaceName(profiles[9]!), "down"]);
 
     const folder = await mkdtemp("/run/vpnns/breaker-ip-");
     const realIp = (await must(["sh", "-c", "command -v ip"])).trim();
-    const wrapper = ["#!/bin/sh", `case "$*" in *-batch*) ${realIp} netns delete ${namespaceName(gone)} 2>/dev/null ;; esac`, `exec ${realIp} "$@"`, ""].join("\n");
+    const wrapper = ["#!/bin/sh", `case "$*" in *-batch*) ${realIp} netns delete ${namespaceName(deleted)} 2>/dev/null ;; esac`, `exec ${realIp} "$@"`, ""].join("\n");
     await writeFile(join(folder, "ip"), wrapper);
     await chmod(join(folder, "ip"), 0o755);
     // A process inside keeps the namespace, and so the interface and its daemon, after its name goes.
-    const keeper = execa("ip", ["netns", "exec", namespaceName(gone), "sleep", "600"], { reject: false });
+    const keeper = execa("ip", ["netns", "exec", namespaceName(deleted), "sleep", "600"], { reject: false });
     try {
-      await waitFor("the process that keeps the namespace", async () => (await must(["ip", "netns", "pids", namespaceName(gone)])).trim() !== "");
+      await waitFor("the process that keeps the namespace", async () => (await must(["ip", "netns", "pids", namespaceName(deleted)])).trim() !== "");
       const result = await vpnns(dirs, ["status", "--json"], { env: { PATH: `${folder}:${process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}` } });
       expect(result.exitCode, result.all).toBe(0);
       const reports = new Map((JSON.parse(result.stdout) as ProfileReport[]).map((report) => [report.profile, report]));
       for (const profile of profiles) {
         let expected: string[] = [];
-        if (profile === gone) expected = [`interface ${interfaceName(gone)} is missing from ${namespaceName(gone)}`, `the kill-switch in ${namespaceName(gone)} is missing`];
+        if (profile === deleted) expected = [`interface ${interfaceName(deleted)} is missing from ${namespaceName(deleted)}`, `the kill-switch in ${namespaceName(deleted)} is missing`];
         if (profile === profiles[5]) expected = [`the kill-switch in ${namespaceName(profile)} is missing`];
         if (profile === profiles[9]) expected = [`interface ${interfaceName(profile)} is down`];
         expect(reports.get(profile)?.problems, `problems of ${profile}`).toEqual(expected);

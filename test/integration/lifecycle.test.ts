@@ -634,9 +634,9 @@ describe.skipIf(!sandboxed)("lifecycle", () => {
         await vpnns(dirs, ["down", profile]);
       }
 
-      // Kinds are counted by the calls that vpnns itself makes. The calls nested in them, such as
-      // the mount run by unshare in the mount namespace step, are numbered after them, so a retry
-      // of that step on another CPU moves their numbers and a run may miss one of them.
+      // Kinds are counted by the calls that vpnns itself makes. A nested call, such as the mount that
+      // unshare runs in the mount namespace step, is numbered after its outer call. A retry of that
+      // step on another CPU moves those numbers, so a run may miss a nested call.
       const recordedKinds = new Set(recorded.map((call) => callKind(outermost(recorded, call), RECORDED_APP)));
       expect([...recordedKinds].filter((kind) => !failedKinds.has(kind)), "recorded calls that no run made fail").toEqual([]);
     });
